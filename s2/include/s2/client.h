@@ -1,0 +1,136 @@
+/*
+ * s2/client.h - asynchronous S2 REST data-plane client (append, unary read,
+ * check-tail, ensure stream) on an s2_loop.
+ *
+ * Every request completes through its callback, exactly once, on the loop
+ * thread, unless it is cancelled first. Requests carry S2-Basin,
+ * Authorization: Bearer, S2-Format: base64; stream names are
+ * percent-encoded; u64 positions are exact. Retryable failures (408, 429,
+ * 5xx, connection errors) are retried with capped exponential backoff and
+ * jitter, honouring retry-after-ms and Retry-After, within the request's
+ * total timeout. Appends are retried only when that cannot duplicate data:
+ * see s2/batcher.h for exactly-once appends.
+ */
+#ifndef S2_CLIENT_H
+#define S2_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "s2/config.h"
+
+struct s2_loop;
+struct s2_client;
+struct s2_request;
+
+/* What went wrong, in a form the caller can act on. */
+enum s2_error_kind {
+    S2_OK = 0,
+    S2_ERR_TRANSPORT,    /* could not connect / connection dropped */
+    S2_ERR_TIMEOUT,      /* request or connect timeout */
+    S2_ERR_HTTP,         /* error status with an S2 error body (code/message) */
+    S2_ERR_PRECONDITION, /* 412: seq_num or fencing token mismatch */
+    S2_ERR_UNWRITTEN,    /* 416: read at or past the tail ("caught up") */
+    S2_ERR_PROTOCOL,     /* unparseable or unexpected response */
+    S2_ERR_CANCELLED,
+};
+
+struct s2_position {
+    uint64_t seq_num;
+    uint64_t timestamp; /* ms */
+};
+
+struct s2_error {
+    enum s2_error_kind kind;
+    int http_status;     /* 0 when no response */
+    char code[40];       /* S2 error code ("rate_limited"...), "" if none */
+    char message[256];   /* human text; never contains the token */
+    int retryable;       /* the status/code is retryable per S2 */
+    int has_tail;        /* 412 seq_num_mismatch / 416: tail is set */
+    struct s2_position tail;
+    int fencing_mismatch; /* 412 fencing_token_mismatch */
+};
+
+/* A record as returned by a read. body is raw (decoded) bytes. */
+struct s2_record {
+    uint64_t seq_num;
+    uint64_t timestamp;
+    const uint8_t *body; /* borrowed from the batch */
+    size_t body_len;
+    size_t header_count; /* headers are parsed but not exposed */
+    int is_command;      /* exactly one header with an empty name */
+};
+
+/* A read batch. Owned by the client; valid only during the callback. */
+struct s2_read_batch {
+    const struct s2_record *records;
+    size_t count;
+    int has_tail; /* S2 reported the tail with this read */
+    struct s2_position tail;
+};
+
+struct s2_append_ack {
+    struct s2_position start, end, tail;
+};
+
+struct s2_read_opts {
+    /* start: exactly one of these, or none = tail_offset 0 */
+    int has_seq_num, has_timestamp, has_tail_offset;
+    uint64_t seq_num, timestamp, tail_offset;
+    int has_count, has_bytes, has_until;
+    uint64_t count, bytes, until; /* until: exclusive, ms */
+    int clamp;
+    uint32_t wait_s; /* long poll, 0..60 */
+};
+
+/* Records to append: borrowed for the duration of the call (copied). */
+struct s2_append_record {
+    const void *body;
+    size_t len;
+};
+
+typedef void (*s2_append_cb)(const struct s2_error *err, const struct s2_append_ack *ack, void *arg);
+typedef void (*s2_read_cb)(const struct s2_error *err, const struct s2_read_batch *batch, void *arg);
+typedef void (*s2_tail_cb)(const struct s2_error *err, const struct s2_position *tail, void *arg);
+typedef void (*s2_done_cb)(const struct s2_error *err, void *arg);
+
+/* Log sink; messages never contain the token. level: 0 debug .. 3 error. */
+typedef void (*s2_log_fn)(int level, const char *msg, void *arg);
+
+/* Create a client. cfg is copied; loop is borrowed and must outlive it. */
+int s2_client_new(struct s2_loop *loop, const struct s2_config *cfg, s2_log_fn log, void *log_arg,
+                  struct s2_client **out);
+
+/* Cancel every request (no callbacks) and free. NULL is a no-op. */
+void s2_client_free(struct s2_client *client);
+
+/* Append records (1..1000, <= 1 MiB metered) to stream. match_seq_num may be
+ * NULL. retry_unsafe: also retry after ambiguous failures (only safe when
+ * match_seq_num is set). *req_out (may be NULL) can cancel it. */
+int s2_client_append(struct s2_client *client, const char *stream,
+                     const struct s2_append_record *records, size_t n,
+                     const uint64_t *match_seq_num, int retry_unsafe, s2_append_cb cb, void *arg,
+                     struct s2_request **req_out);
+
+/* One unary read. A 416 completes with kind S2_ERR_UNWRITTEN and the tail. */
+int s2_client_read(struct s2_client *client, const char *stream, const struct s2_read_opts *opts,
+                   s2_read_cb cb, void *arg, struct s2_request **req_out);
+
+/* GET .../records/tail. */
+int s2_client_check_tail(struct s2_client *client, const char *stream, s2_tail_cb cb, void *arg,
+                         struct s2_request **req_out);
+
+/* Create the stream if missing (PUT /v1/streams/{s}; idempotent). */
+int s2_client_ensure_stream(struct s2_client *client, const char *stream, s2_done_cb cb, void *arg,
+                            struct s2_request **req_out);
+
+/* Cancel a request: its callback will not run. */
+void s2_request_cancel(struct s2_request *req);
+
+/* Metered size of a record with no headers: 8 + len. */
+static inline size_t s2_metered_size(size_t body_len)
+{
+    return 8 + body_len;
+}
+
+#endif /* S2_CLIENT_H */

@@ -1,0 +1,35 @@
+/*
+ * s2/loop.h - libcurl multi driven by a libevent event_base.
+ *
+ * The only module that knows curl's sockets and timers. One loop per
+ * client; transfers complete through callbacks on the event_base thread.
+ * curl_global_init is the caller's business (once per process).
+ */
+#ifndef S2_LOOP_H
+#define S2_LOOP_H
+
+struct event_base;
+struct s2_loop;
+typedef void CURL;
+
+/* Called once when a transfer ends; result is a CURLcode. The easy handle is
+ * already removed from the multi and is cleaned up by the loop after the
+ * callback returns. */
+typedef void (*s2_loop_done_fn)(CURL *easy, int result, void *arg);
+
+/* Create a loop on base (borrowed; must outlive the loop). */
+int s2_loop_new(struct event_base *base, struct s2_loop **out);
+
+/* Start a transfer. The loop takes ownership of easy (even on failure). */
+int s2_loop_add(struct s2_loop *loop, CURL *easy, s2_loop_done_fn done, void *arg);
+
+/* Abort a transfer without calling its done callback; frees easy. */
+void s2_loop_cancel(struct s2_loop *loop, CURL *easy);
+
+/* Number of transfers in flight. */
+unsigned s2_loop_active(const struct s2_loop *loop);
+
+/* Cancel every transfer (no callbacks) and free. NULL is a no-op. */
+void s2_loop_free(struct s2_loop *loop);
+
+#endif /* S2_LOOP_H */

@@ -1,0 +1,37 @@
+/*
+ * s2/wire.h - the JSON wire format of S2, shared by the client and s2-local.
+ *
+ * cJSON keeps numbers as doubles, exact only up to 2^53, and prints large
+ * ones in exponent form. S2's seq_num and timestamp are u64, so bodies are
+ * parsed with s2_wire_parse, which keeps integers of 16 or more digits as
+ * strings, and u64 fields are read with s2_wire_get_u64 and written with
+ * s2_wire_add_u64.
+ */
+#ifndef S2_WIRE_H
+#define S2_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+/* Parse JSON text; big integers stay exact (as strings). *out is owned by
+ * the caller (cJSON_Delete). Returns 0, -EINVAL (not JSON), -ENOMEM. */
+int s2_wire_parse(const char *text, size_t len, cJSON **out);
+
+/* Read an unsigned 64-bit integer from a number or a digit string item.
+ * Returns 0, -EINVAL (not a non-negative integer), -ERANGE. */
+int s2_wire_get_u64(const cJSON *item, uint64_t *out);
+
+/* Add key: v to obj as an exact integer. Returns 0 or -ENOMEM. */
+int s2_wire_add_u64(cJSON *obj, const char *key, uint64_t v);
+
+/* Standard base64 with padding. *out is malloc'd and NUL-terminated; caller
+ * frees. Returns 0 or -ENOMEM. */
+int s2_base64_encode(const void *data, size_t len, char **out, size_t *out_len);
+
+/* Strict decode (padding required, no whitespace). *out is malloc'd (one
+ * spare NUL byte); caller frees. Returns 0, -EINVAL, -ENOMEM. */
+int s2_base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_len);
+
+#endif /* S2_WIRE_H */

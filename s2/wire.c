@@ -1,0 +1,216 @@
+/* wire.c - S2's JSON wire format: exact u64 and base64. */
+#include "s2/wire.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Integers with this many digits or more may not fit a double exactly. */
+#define WIRE_BIG_DIGITS 16
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Copy text, wrapping integer tokens of WIRE_BIG_DIGITS or more digits in
+ * quotes so cJSON keeps them as strings. Strings are copied verbatim. */
+static char *quote_big_integers(const char *text, size_t len)
+{
+    size_t quotes = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (is_digit(text[i]))
+            quotes++;
+    }
+    /* At most two extra bytes per number; bounded by 2 per digit. */
+    char *out = malloc(len + 2 * quotes + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < len;) {
+        char c = text[i];
+        if (in_string) {
+            out[o++] = c;
+            i++;
+            if (c == '\\' && i < len)
+                out[o++] = text[i++];
+            else if (c == '"')
+                in_string = 0;
+            continue;
+        }
+        if (c == '"') {
+            in_string = 1;
+            out[o++] = c;
+            i++;
+            continue;
+        }
+        if (is_digit(c) || (c == '-' && i + 1 < len && is_digit(text[i + 1]))) {
+            size_t start = i;
+            if (c == '-')
+                i++;
+            while (i < len && is_digit(text[i]))
+                i++;
+            int integer = !(i < len && (text[i] == '.' || text[i] == 'e' || text[i] == 'E'));
+            size_t digits = i - start - (c == '-');
+            if (integer && c != '-' && digits >= WIRE_BIG_DIGITS) {
+                out[o++] = '"';
+                memcpy(out + o, text + start, i - start);
+                o += i - start;
+                out[o++] = '"';
+            } else {
+                memcpy(out + o, text + start, i - start);
+                o += i - start;
+            }
+            continue;
+        }
+        out[o++] = c;
+        i++;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+int s2_wire_parse(const char *text, size_t len, cJSON **out)
+{
+    *out = NULL;
+    char *copy = quote_big_integers(text, len);
+    if (copy == NULL)
+        return -ENOMEM;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(copy, &end, 1);
+    free(copy);
+    if (root == NULL)
+        return -EINVAL;
+    *out = root;
+    return 0;
+}
+
+int s2_wire_get_u64(const cJSON *item, uint64_t *out)
+{
+    if (item == NULL)
+        return -EINVAL;
+    if (cJSON_IsString(item)) {
+        const char *s = item->valuestring;
+        if (s == NULL || !is_digit(s[0]))
+            return -EINVAL;
+        uint64_t v = 0;
+        for (; *s; s++) {
+            if (!is_digit(*s))
+                return -EINVAL;
+            unsigned d = (unsigned)(*s - '0');
+            if (v > (UINT64_MAX - d) / 10)
+                return -ERANGE;
+            v = v * 10 + d;
+        }
+        *out = v;
+        return 0;
+    }
+    if (cJSON_IsNumber(item)) {
+        double d = item->valuedouble;
+        /* Below 2^53 a double holds every integer exactly. */
+        if (!(d >= 0) || d > 9007199254740992.0 || d != (double)(uint64_t)d)
+            return -EINVAL;
+        *out = (uint64_t)d;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int s2_wire_add_u64(cJSON *obj, const char *key, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    return cJSON_AddRawToObject(obj, key, buf) == NULL ? -ENOMEM : 0;
+}
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int s2_base64_encode(const void *data, size_t len, char **out, size_t *out_len)
+{
+    const uint8_t *in = data;
+    size_t n = 4 * ((len + 2) / 3);
+    char *s = malloc(n + 1);
+    if (s == NULL)
+        return -ENOMEM;
+    size_t o = 0;
+    size_t i = 0;
+    for (; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        s[o++] = b64_alphabet[v >> 18 & 63];
+        s[o++] = b64_alphabet[v >> 12 & 63];
+        s[o++] = b64_alphabet[v >> 6 & 63];
+        s[o++] = b64_alphabet[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)in[i + 1] << 8;
+        s[o++] = b64_alphabet[v >> 18 & 63];
+        s[o++] = b64_alphabet[v >> 12 & 63];
+        s[o++] = i + 1 < len ? b64_alphabet[v >> 6 & 63] : '=';
+        s[o++] = '=';
+    }
+    s[o] = '\0';
+    *out = s;
+    if (out_len)
+        *out_len = o;
+    return 0;
+}
+
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int s2_base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_len)
+{
+    *out = NULL;
+    if (len % 4 != 0)
+        return -EINVAL;
+    uint8_t *buf = malloc(len / 4 * 3 + 1);
+    if (buf == NULL)
+        return -ENOMEM;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int last = i + 4 == len;
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            char c = text[i + k];
+            if (c == '=' && last && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad > 0 || (v[k] = b64_value(c)) < 0)
+                goto FAIL;
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        buf[o++] = (uint8_t)(w >> 16);
+        if (pad < 2)
+            buf[o++] = (uint8_t)(w >> 8);
+        if (pad < 1)
+            buf[o++] = (uint8_t)w;
+    }
+    buf[o] = 0;
+    *out = buf;
+    *out_len = o;
+    return 0;
+FAIL:
+    free(buf);
+    return -EINVAL;
+}
