@@ -1,6 +1,7 @@
 /* httputil.c - JSON replies for the plugin's routes. */
 #include "httputil.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,4 +76,19 @@ void tel_http_error(struct evhttp_request *req, int status, const char *fmt, ...
         static const char fallback[] = "{\"message\":\"out of memory\"}";
         tel_http_json(req, status, fallback, sizeof fallback - 1);
     }
+}
+
+int tel_http_body(struct evhttp_request *req, size_t max, const char **body, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = in != NULL ? evbuffer_get_length(in) : 0;
+    if (n > max)
+        return -EFBIG;
+    *len = n;
+    if (n == 0) {
+        *body = "";
+        return 0;
+    }
+    *body = (const char *)evbuffer_pullup(in, -1);
+    return *body != NULL ? 0 : -ENOMEM;
 }

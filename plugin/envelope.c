@@ -1,0 +1,220 @@
+/* envelope.c - categories, the known-type table and envelope encoding. */
+#include "envelope.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "json.h"
+
+static const char *const category_names[TEL_CAT_COUNT] = {
+    "console",    "network", "page",       "interaction", "control",
+    "connection", "system",  "screenshot", "captcha",     "monitor",
+};
+
+/* Known types and their fixed categories (telemetry-api.md section 2). */
+static const struct {
+    const char *type;
+    int category;
+} known_types[] = {
+    {"console_log", TEL_CAT_CONSOLE},
+    {"console_error", TEL_CAT_CONSOLE},
+    {"network_request", TEL_CAT_NETWORK},
+    {"network_response", TEL_CAT_NETWORK},
+    {"network_loading_failed", TEL_CAT_NETWORK},
+    {"network_idle", TEL_CAT_NETWORK},
+    {"page_navigation", TEL_CAT_PAGE},
+    {"page_dom_content_loaded", TEL_CAT_PAGE},
+    {"page_load", TEL_CAT_PAGE},
+    {"page_tab_opened", TEL_CAT_PAGE},
+    {"page_layout_shift", TEL_CAT_PAGE},
+    {"page_lcp", TEL_CAT_PAGE},
+    {"page_layout_settled", TEL_CAT_PAGE},
+    {"page_navigation_settled", TEL_CAT_PAGE},
+    {"interaction_click", TEL_CAT_INTERACTION},
+    {"interaction_key", TEL_CAT_INTERACTION},
+    {"interaction_scroll_settled", TEL_CAT_INTERACTION},
+    {"api_call", TEL_CAT_CONTROL},
+    {"cdp_connect", TEL_CAT_CONNECTION},
+    {"cdp_disconnect", TEL_CAT_CONNECTION},
+    {"live_view_connect", TEL_CAT_CONNECTION},
+    {"live_view_disconnect", TEL_CAT_CONNECTION},
+    {"system_oom_kill", TEL_CAT_SYSTEM},
+    {"service_crashed", TEL_CAT_SYSTEM},
+    {"monitor_screenshot", TEL_CAT_SCREENSHOT},
+    {"captcha_solve_result", TEL_CAT_CAPTCHA},
+    {"monitor_disconnected", TEL_CAT_MONITOR},
+    {"monitor_reconnected", TEL_CAT_MONITOR},
+    {"monitor_reconnect_failed", TEL_CAT_MONITOR},
+    {"monitor_init_failed", TEL_CAT_MONITOR},
+};
+
+#define SESSION_KEY "telemetry_session_id"
+
+const char *tel_category_name(int cat)
+{
+    if (cat < 0 || cat >= TEL_CAT_COUNT)
+        return NULL;
+    return category_names[cat];
+}
+
+int tel_category_parse(const char *name, size_t len, int *cat)
+{
+    for (int i = 0; i < TEL_CAT_COUNT; i++) {
+        if (strlen(category_names[i]) == len && memcmp(category_names[i], name, len) == 0) {
+            *cat = i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int tel_type_category(const char *type)
+{
+    for (size_t i = 0; i < sizeof known_types / sizeof known_types[0]; i++) {
+        if (strcmp(known_types[i].type, type) == 0)
+            return known_types[i].category;
+    }
+    return -ENOENT;
+}
+
+uint32_t tel_cats_effective(uint32_t user_mask)
+{
+    user_mask &= TEL_CATS_USER;
+    if (user_mask & TEL_CATS_CDP)
+        user_mask |= TELEMETRY_CAT_MONITOR;
+    return user_mask;
+}
+
+struct meta_ref {
+    const struct tel_meta *m;
+    size_t idx;
+};
+
+/* By key, then by input position, so the last duplicate ends each run. */
+static int meta_cmp(const void *a, const void *b)
+{
+    const struct meta_ref *x = a, *y = b;
+    int c = strcmp(x->m->key, y->m->key);
+    if (c != 0)
+        return c;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int add_str(struct evbuffer *out, const char *s)
+{
+    return tel_json_add_string(out, s, strlen(s));
+}
+
+/* Metadata: sorted keys, last duplicate wins (as a Go map), the session id
+ * stamped over any caller value. O(n log n): n is bounded only by the body
+ * size. */
+static int encode_metadata(struct evbuffer *out, const struct tel_event *ev, const char *session_id)
+{
+    int rc = 0;
+    size_t n = 0, written = 0;
+    struct meta_ref *v = NULL;
+    struct tel_meta stamp = {SESSION_KEY, session_id};
+
+    v = calloc(ev->meta_count + 1, sizeof *v);
+    if (v == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < ev->meta_count; i++) {
+        if (session_id != NULL && strcmp(ev->meta[i].key, SESSION_KEY) == 0)
+            continue;
+        v[n].m = &ev->meta[i];
+        v[n].idx = n;
+        n++;
+    }
+    if (session_id != NULL) {
+        v[n].m = &stamp;
+        v[n].idx = n;
+        n++;
+    }
+    if (n == 0)
+        goto out;
+    qsort(v, n, sizeof *v, meta_cmp);
+    rc = evbuffer_add(out, ",\"metadata\":{", 13) ? -ENOMEM : 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i + 1 < n && strcmp(v[i].m->key, v[i + 1].m->key) == 0)
+            continue;
+        if (written++ > 0 && evbuffer_add(out, ",", 1) != 0)
+            rc = -ENOMEM;
+        if (rc == 0)
+            rc = add_str(out, v[i].m->key);
+        if (rc == 0 && evbuffer_add(out, ":", 1) != 0)
+            rc = -ENOMEM;
+        if (rc == 0)
+            rc = add_str(out, v[i].m->value);
+    }
+    if (rc == 0 && evbuffer_add(out, "}", 1) != 0)
+        rc = -ENOMEM;
+out:
+    free(v);
+    return rc;
+}
+
+static int encode(const struct tel_event *ev, uint64_t seq, const char *session_id, int truncate,
+                  struct evbuffer *out)
+{
+    int rc;
+    const char *cat = tel_category_name(ev->category);
+    if (cat == NULL || ev->type == NULL || ev->type[0] == '\0')
+        return -EINVAL;
+    if (evbuffer_add_printf(out, "{\"seq\":%" PRIu64 ",\"event\":{\"ts\":%" PRId64 ",\"type\":",
+                            seq, ev->ts_us) < 0)
+        return -ENOMEM;
+    if ((rc = add_str(out, ev->type)) != 0)
+        return rc;
+    if (evbuffer_add_printf(out, ",\"category\":\"%s\",\"source\":{\"kind\":", cat) < 0)
+        return -ENOMEM;
+    if ((rc = add_str(out, ev->source_kind != NULL ? ev->source_kind : "")) != 0)
+        return rc;
+    if (ev->source_event != NULL && ev->source_event[0] != '\0') {
+        if (evbuffer_add(out, ",\"event\":", 9) != 0)
+            return -ENOMEM;
+        if ((rc = add_str(out, ev->source_event)) != 0)
+            return rc;
+    }
+    if ((rc = encode_metadata(out, ev, session_id)) != 0)
+        return rc;
+    if (evbuffer_add(out, "}", 1) != 0)
+        return -ENOMEM;
+    if (truncate) {
+        if (evbuffer_add(out, ",\"data\":null,\"truncated\":true", 29) != 0)
+            return -ENOMEM;
+    } else if (ev->data != NULL) {
+        if (evbuffer_add(out, ",\"data\":", 8) != 0 || evbuffer_add(out, ev->data, ev->data_len))
+            return -ENOMEM;
+    }
+    if (evbuffer_add(out, "}}", 2) != 0)
+        return -ENOMEM;
+    return 0;
+}
+
+int tel_envelope_encode(const struct tel_event *ev, uint64_t seq, const char *session_id,
+                        struct evbuffer *out, int *truncated)
+{
+    int rc = 0, trunc = 0;
+    struct evbuffer *tmp = evbuffer_new();
+    if (tmp == NULL)
+        return -ENOMEM;
+    rc = encode(ev, seq, session_id, 0, tmp);
+    if (rc == 0 && evbuffer_get_length(tmp) > TEL_ENVELOPE_MAX_BYTES) {
+        /* Like the reference: drop the payload, keep the rest, even if the
+         * rest alone is still too big. */
+        evbuffer_drain(tmp, evbuffer_get_length(tmp));
+        trunc = 1;
+        rc = encode(ev, seq, session_id, 1, tmp);
+    }
+    if (rc == 0 && evbuffer_add_buffer(out, tmp) != 0)
+        rc = -ENOMEM;
+    if (rc == 0 && truncated != NULL)
+        *truncated = trunc;
+    evbuffer_free(tmp);
+    return rc;
+}

@@ -1,0 +1,374 @@
+/* json.c - strict JSON scanner/compactor and Go-compatible string escaping. */
+#include "json.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+/* Output staging: bytes are gathered locally and appended to the evbuffer in
+ * blocks, so compaction costs one evbuffer_add per 4 KiB, not per byte. */
+struct out {
+    struct evbuffer *eb; /* NULL: validate only */
+    size_t n;
+    int err;
+    char buf[4096];
+};
+
+static void out_flush(struct out *o)
+{
+    if (o->eb != NULL && o->n > 0 && o->err == 0 && evbuffer_add(o->eb, o->buf, o->n) != 0)
+        o->err = -ENOMEM;
+    o->n = 0;
+}
+
+static void out_put(struct out *o, const char *p, size_t n)
+{
+    if (o->eb == NULL)
+        return;
+    while (n > 0) {
+        if (o->n == sizeof o->buf)
+            out_flush(o);
+        size_t take = sizeof o->buf - o->n;
+        if (take > n)
+            take = n;
+        memcpy(o->buf + o->n, p, take);
+        o->n += take;
+        p += take;
+        n -= take;
+    }
+}
+
+static void out_byte(struct out *o, char c)
+{
+    out_put(o, &c, 1);
+}
+
+static const char hexdig[] = "0123456789abcdef";
+
+static void out_u00(struct out *o, unsigned char c)
+{
+    char e[6] = {'\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15]};
+    out_put(o, e, sizeof e);
+}
+
+struct scan {
+    const unsigned char *p;
+    const unsigned char *end;
+    struct out *o;
+};
+
+static void skip_ws(struct scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* A string literal, copied as is except for Go's HTML-safe escapes. */
+static int scan_string(struct scan *s)
+{
+    if (s->p >= s->end || *s->p != '"')
+        return -EINVAL;
+    out_byte(s->o, '"');
+    s->p++;
+    while (s->p < s->end) {
+        unsigned char c = *s->p;
+        if (c == '"') {
+            out_byte(s->o, '"');
+            s->p++;
+            return 0;
+        }
+        if (c < 0x20)
+            return -EINVAL;
+        if (c == '\\') {
+            if (s->end - s->p < 2)
+                return -EINVAL;
+            unsigned char e = s->p[1];
+            if (e == 'u') {
+                if (s->end - s->p < 6 || !is_hex(s->p[2]) || !is_hex(s->p[3]) || !is_hex(s->p[4]) ||
+                    !is_hex(s->p[5]))
+                    return -EINVAL;
+                out_put(s->o, (const char *)s->p, 6);
+                s->p += 6;
+                continue;
+            }
+            if (strchr("\"\\/bfnrt", e) == NULL || e == '\0')
+                return -EINVAL;
+            out_put(s->o, (const char *)s->p, 2);
+            s->p += 2;
+            continue;
+        }
+        if (c == '<' || c == '>' || c == '&') {
+            out_u00(s->o, c);
+            s->p++;
+            continue;
+        }
+        if (c == 0xE2 && s->end - s->p >= 3 && s->p[1] == 0x80 && (s->p[2] & 0xFE) == 0xA8) {
+            out_put(s->o, s->p[2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+            s->p += 3;
+            continue;
+        }
+        out_byte(s->o, (char)c);
+        s->p++;
+    }
+    return -EINVAL;
+}
+
+static int scan_digits(struct scan *s)
+{
+    const unsigned char *start = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return s->p > start ? 0 : -EINVAL;
+}
+
+static int scan_number(struct scan *s)
+{
+    const unsigned char *start = s->p;
+    if (s->p < s->end && *s->p == '-')
+        s->p++;
+    if (s->p >= s->end)
+        return -EINVAL;
+    if (*s->p == '0')
+        s->p++;
+    else if (scan_digits(s) != 0)
+        return -EINVAL;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (scan_digits(s) != 0)
+            return -EINVAL;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (scan_digits(s) != 0)
+            return -EINVAL;
+    }
+    out_put(s->o, (const char *)start, (size_t)(s->p - start));
+    return 0;
+}
+
+static int scan_literal(struct scan *s, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0)
+        return -EINVAL;
+    out_put(s->o, lit, n);
+    s->p += n;
+    return 0;
+}
+
+static int scan_value(struct scan *s, int depth)
+{
+    skip_ws(s);
+    if (s->p >= s->end)
+        return -EINVAL;
+    unsigned char c = *s->p;
+    if (c == '"')
+        return scan_string(s);
+    if (c == '-' || (c >= '0' && c <= '9'))
+        return scan_number(s);
+    if (c == 't')
+        return scan_literal(s, "true");
+    if (c == 'f')
+        return scan_literal(s, "false");
+    if (c == 'n')
+        return scan_literal(s, "null");
+    if (c != '{' && c != '[')
+        return -EINVAL;
+    if (depth >= TEL_JSON_MAX_DEPTH)
+        return -EINVAL;
+    unsigned char close = c == '{' ? '}' : ']';
+    out_byte(s->o, (char)c);
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        out_byte(s->o, (char)close);
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        if (c == '{') {
+            skip_ws(s);
+            if (scan_string(s) != 0)
+                return -EINVAL;
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != ':')
+                return -EINVAL;
+            out_byte(s->o, ':');
+            s->p++;
+        }
+        if (scan_value(s, depth + 1) != 0)
+            return -EINVAL;
+        skip_ws(s);
+        if (s->p >= s->end)
+            return -EINVAL;
+        if (*s->p == close) {
+            out_byte(s->o, (char)close);
+            s->p++;
+            return 0;
+        }
+        if (*s->p != ',')
+            return -EINVAL;
+        out_byte(s->o, ',');
+        s->p++;
+    }
+}
+
+int tel_json_compact(const char *text, size_t len, struct evbuffer *out)
+{
+    /* Heap-free: the staging buffer lives on the stack. */
+    struct out o = {.eb = out};
+    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, &o};
+    int rc = scan_value(&s, 0);
+    if (rc == 0) {
+        skip_ws(&s);
+        if (s.p != s.end)
+            rc = -EINVAL;
+    }
+    if (rc == 0) {
+        out_flush(&o);
+        rc = o.err;
+    }
+    return rc;
+}
+
+/* Decode one UTF-8 sequence at p (n bytes left). Returns its length and the
+ * code point, or 0 for an invalid sequence. */
+static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
+{
+    unsigned char c = p[0];
+    size_t len;
+    uint32_t v, min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if ((c & 0xE0) == 0xC0) {
+        len = 2, v = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        len = 3, v = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+        len = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (p[i] & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+int tel_json_add_string(struct evbuffer *out, const char *str, size_t len)
+{
+    struct out o = {.eb = out};
+    const unsigned char *p = (const unsigned char *)str, *end = p + len;
+    out_byte(&o, '"');
+    while (p < end) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&') {
+            out_byte(&o, (char)c);
+            p++;
+            continue;
+        }
+        if (c < 0x80) {
+            switch (c) {
+            case '"':
+                out_put(&o, "\\\"", 2);
+                break;
+            case '\\':
+                out_put(&o, "\\\\", 2);
+                break;
+            case '\b':
+                out_put(&o, "\\b", 2);
+                break;
+            case '\f':
+                out_put(&o, "\\f", 2);
+                break;
+            case '\n':
+                out_put(&o, "\\n", 2);
+                break;
+            case '\r':
+                out_put(&o, "\\r", 2);
+                break;
+            case '\t':
+                out_put(&o, "\\t", 2);
+                break;
+            default:
+                out_u00(&o, c);
+            }
+            p++;
+            continue;
+        }
+        uint32_t cp;
+        size_t n = utf8_decode(p, (size_t)(end - p), &cp);
+        if (n == 0) {
+            out_put(&o, "\\ufffd", 6);
+            p++;
+        } else if (cp == 0x2028 || cp == 0x2029) {
+            out_put(&o, cp == 0x2028 ? "\\u2028" : "\\u2029", 6);
+            p += n;
+        } else {
+            out_put(&o, (const char *)p, n);
+            p += n;
+        }
+    }
+    out_byte(&o, '"');
+    out_flush(&o);
+    return o.err;
+}
+
+int tel_json_member(const char *text, size_t len, const char *key, const char **val, size_t *vlen)
+{
+    struct out o = {.eb = NULL};
+    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, &o};
+    size_t klen = strlen(key);
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{')
+        return -EINVAL;
+    s.p++;
+    skip_ws(&s);
+    if (s.p < s.end && *s.p == '}')
+        return -ENOENT;
+    while (s.p < s.end) {
+        skip_ws(&s);
+        const unsigned char *kstart = s.p + 1;
+        if (scan_string(&s) != 0)
+            return -EINVAL;
+        size_t this_klen = (size_t)(s.p - 1 - kstart);
+        int match = this_klen == klen && memcmp(kstart, key, klen) == 0;
+        skip_ws(&s);
+        if (s.p >= s.end || *s.p != ':')
+            return -EINVAL;
+        s.p++;
+        skip_ws(&s);
+        const unsigned char *vstart = s.p;
+        if (scan_value(&s, 1) != 0)
+            return -EINVAL;
+        if (match) {
+            *val = (const char *)vstart;
+            *vlen = (size_t)(s.p - vstart);
+            return 0;
+        }
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            continue;
+        }
+        break;
+    }
+    return -ENOENT;
+}

@@ -1,0 +1,34 @@
+/*
+ * json.h - strict JSON validation and compaction, Go-compatible escaping.
+ *
+ * The envelope must carry the caller's `data` exactly (numbers keep their
+ * text, no float round trip) and must be byte-compatible with the reference
+ * server, which prints JSON with Go's encoding/json: compact, and with
+ * '<', '>', '&', U+2028 and U+2029 escaped as \u003c ... \u2029.
+ */
+#ifndef TEL_JSON_H
+#define TEL_JSON_H
+
+#include <stddef.h>
+
+struct evbuffer;
+
+/* Maximum nesting depth accepted by tel_json_compact. */
+#define TEL_JSON_MAX_DEPTH 1000
+
+/* Validate that text[0..len) is exactly one JSON value (RFC 8259, optional
+ * surrounding whitespace) and, when out is non-NULL, append its compact form
+ * to out. Returns 0, -EINVAL (not valid JSON), -ENOMEM. */
+int tel_json_compact(const char *text, size_t len, struct evbuffer *out);
+
+/* Append s[0..len) as a JSON string literal (quotes included), escaped as
+ * Go does: invalid UTF-8 becomes \ufffd. Returns 0 or -ENOMEM. */
+int tel_json_add_string(struct evbuffer *out, const char *s, size_t len);
+
+/* Find the value of the first member named key (as written, escapes not decoded) of the
+ * top-level JSON object text[0..len), which must be valid JSON. On success
+ * *val and *vlen span the value text. Returns 0, -ENOENT, -EINVAL (not an
+ * object). */
+int tel_json_member(const char *text, size_t len, const char *key, const char **val, size_t *vlen);
+
+#endif /* TEL_JSON_H */

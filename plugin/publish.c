@@ -1,0 +1,351 @@
+/* publish.c - POST /telemetry/events and the shared telemetry service. */
+#include "publish.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+#include "bus.h"
+#include "httputil.h"
+#include "json.h"
+#include "session.h"
+#include "telemetry/service.h"
+
+struct tel_publish {
+    struct tel_bus *bus;
+    struct tel_session *session;
+    size_t max_body;
+    struct telemetry_service service;
+};
+
+int64_t tel_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int tel_publish_event(struct tel_publish *p, struct tel_event *ev, int *admitted,
+                      const struct tel_env **env)
+{
+    int rc;
+    *admitted = 0;
+    if (ev->category < 0 || ev->category >= TEL_CAT_COUNT)
+        return -EINVAL;
+    if (!(tel_session_mask(p->session) & (1u << ev->category)))
+        return 0;
+    if (ev->ts_us == 0)
+        ev->ts_us = tel_now_us();
+    rc = tel_bus_publish(p->bus, ev, tel_session_id(p->session), env);
+    if (rc == 0)
+        *admitted = 1;
+    return rc;
+}
+
+void tel_publish_req_clear(struct tel_publish_req *req)
+{
+    cJSON_Delete(req->root);
+    free(req->meta);
+    if (req->data != NULL)
+        evbuffer_free(req->data);
+    memset(req, 0, sizeof *req);
+}
+
+/* Metadata: a JSON object of strings (null = none). */
+static int meta_from_json(const cJSON *obj, struct tel_meta **out, size_t *count)
+{
+    size_t n = 0, i = 0;
+    const cJSON *it;
+    *out = NULL;
+    *count = 0;
+    if (obj == NULL || cJSON_IsNull(obj))
+        return 0;
+    if (!cJSON_IsObject(obj))
+        return -EINVAL;
+    cJSON_ArrayForEach(it, obj)
+    {
+        if (!cJSON_IsString(it) || it->string == NULL)
+            return -EINVAL;
+        n++;
+    }
+    if (n == 0)
+        return 0;
+    *out = calloc(n, sizeof **out);
+    if (*out == NULL)
+        return -ENOMEM;
+    cJSON_ArrayForEach(it, obj)
+    {
+        (*out)[i].key = it->string;
+        (*out)[i].value = it->valuestring;
+        i++;
+    }
+    *count = n;
+    return 0;
+}
+
+/* Compact a JSON value text into req->data and point ev.data at it. */
+static int set_data(struct tel_publish_req *req, const char *text, size_t len)
+{
+    int rc;
+    req->data = evbuffer_new();
+    if (req->data == NULL)
+        return -ENOMEM;
+    if ((rc = tel_json_compact(text, len, req->data)) != 0)
+        return rc;
+    req->ev.data_len = evbuffer_get_length(req->data);
+    req->ev.data = (const char *)evbuffer_pullup(req->data, -1);
+    return req->ev.data != NULL ? 0 : -ENOMEM;
+}
+
+/* An optional string member: absent and null are NULL; another type fails. */
+static int opt_string(const cJSON *obj, const char *key, const char **out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *out = NULL;
+    if (it == NULL || cJSON_IsNull(it))
+        return 0;
+    if (!cJSON_IsString(it))
+        return -EINVAL;
+    *out = it->valuestring;
+    return 0;
+}
+
+int tel_publish_parse(const char *body, size_t len, struct tel_publish_req *req, char *err,
+                      size_t errlen)
+{
+    const cJSON *source, *data;
+    const char *type, *category, *span;
+    size_t span_len;
+    int rc;
+
+    memset(req, 0, sizeof *req);
+    /* 1. Strict JSON, an object. cJSON alone is laxer than RFC 8259. */
+    if (len == 0) {
+        snprintf(err, errlen, "invalid JSON body: empty body");
+        return 400;
+    }
+    if (tel_json_compact(body, len, NULL) != 0 ||
+        (req->root = cJSON_ParseWithLength(body, len)) == NULL) {
+        snprintf(err, errlen, "invalid JSON body: not valid JSON");
+        return 400;
+    }
+    if (!cJSON_IsObject(req->root)) {
+        snprintf(err, errlen, "invalid JSON body: expected an object");
+        return 400;
+    }
+    if (opt_string(req->root, "type", &type) != 0) {
+        snprintf(err, errlen, "invalid JSON body: type must be a string");
+        return 400;
+    }
+    if (opt_string(req->root, "category", &category) != 0) {
+        snprintf(err, errlen, "invalid JSON body: category must be a string");
+        return 400;
+    }
+    source = cJSON_GetObjectItemCaseSensitive(req->root, "source");
+    if (source != NULL && !cJSON_IsNull(source)) {
+        if (!cJSON_IsObject(source)) {
+            snprintf(err, errlen, "invalid JSON body: source must be an object");
+            return 400;
+        }
+        if (opt_string(source, "kind", &req->ev.source_kind) != 0 ||
+            opt_string(source, "event", &req->ev.source_event) != 0) {
+            snprintf(err, errlen,
+                     "invalid JSON body: source.kind and source.event must be strings");
+            return 400;
+        }
+        rc = meta_from_json(cJSON_GetObjectItemCaseSensitive(source, "metadata"), &req->meta,
+                            &req->ev.meta_count);
+        if (rc == -ENOMEM) {
+            snprintf(err, errlen, "out of memory");
+            return 500;
+        }
+        if (rc != 0) {
+            snprintf(err, errlen,
+                     "invalid JSON body: source.metadata must be an object of strings");
+            return 400;
+        }
+        req->ev.meta = req->meta;
+    }
+    /* data: the caller's text, compacted, numbers untouched. cJSON decodes
+     * escaped member names, the span finder does not: fall back to
+     * re-printing in that rare case. */
+    data = cJSON_GetObjectItemCaseSensitive(req->root, "data");
+    if (data != NULL && !cJSON_IsNull(data)) {
+        char *printed = NULL;
+        if (tel_json_member(body, len, "data", &span, &span_len) == 0) {
+            rc = set_data(req, span, span_len);
+        } else if ((printed = cJSON_PrintUnformatted(data)) != NULL) {
+            rc = set_data(req, printed, strlen(printed));
+            cJSON_free(printed);
+        } else {
+            rc = -ENOMEM;
+        }
+        if (rc != 0) {
+            snprintf(err, errlen, rc == -ENOMEM ? "out of memory" : "invalid data");
+            return rc == -ENOMEM ? 500 : 400;
+        }
+    }
+    /* 2. type. */
+    if (type == NULL || type[0] == '\0') {
+        snprintf(err, errlen, "type is required");
+        return 400;
+    }
+    req->ev.type = type;
+    /* 3. category: fixed for known types, else given and valid. */
+    req->ev.category = tel_type_category(type);
+    if (req->ev.category < 0) {
+        if (category == NULL) {
+            snprintf(err, errlen, "category is required for unknown event type");
+            return 400;
+        }
+        if (tel_category_parse(category, strlen(category), &req->ev.category) != 0) {
+            snprintf(err, errlen, "invalid category");
+            return 400;
+        }
+    }
+    /* 4. kernel_api is the agent's own. */
+    if (req->ev.source_kind != NULL && strcmp(req->ev.source_kind, "kernel_api") == 0) {
+        snprintf(err, errlen, "source.kind kernel_api is reserved for server-generated events");
+        return 400;
+    }
+    return 0;
+}
+
+void tel_publish_handle(struct evhttp_request *req, void *arg)
+{
+    struct tel_publish *p = arg;
+    struct tel_publish_req pr;
+    const struct tel_env *env = NULL;
+    const char *body;
+    size_t len;
+    int admitted = 0;
+    char err[256];
+
+    memset(&pr, 0, sizeof pr);
+    int rc = tel_http_body(req, p->max_body, &body, &len);
+    if (rc == -EFBIG) {
+        tel_http_error(req, 413, "request body exceeds %zu bytes", p->max_body);
+        goto out;
+    }
+    if (rc != 0) {
+        tel_http_error(req, 500, "out of memory");
+        goto out;
+    }
+    int status = tel_publish_parse(body, len, &pr, err, sizeof err);
+    if (status != 0) {
+        tel_http_error(req, status, "%s", err);
+        goto out;
+    }
+    pr.ev.ts_us = tel_now_us(); /* the HTTP route always stamps ts */
+    rc = tel_publish_event(p, &pr.ev, &admitted, &env);
+    if (rc != 0) {
+        tel_http_error(req, 500, "failed to publish event");
+        goto out;
+    }
+    if (!admitted) {
+        evhttp_send_reply(req, 204, "No Content", NULL);
+        goto out;
+    }
+    size_t jlen;
+    const char *json = tel_env_json(env, &jlen);
+    tel_http_json(req, 200, json, jlen);
+out:
+    tel_publish_req_clear(&pr);
+}
+
+/* --- the shared service --- */
+
+static int svc_publish(void *ctx, const struct telemetry_event *tev, int *admitted,
+                       uint64_t *seq_out)
+{
+    struct tel_publish *p = ctx;
+    struct tel_publish_req r;
+    const struct tel_env *env = NULL;
+    int rc = -EINVAL;
+
+    memset(&r, 0, sizeof r);
+    *admitted = 0;
+    if (tev == NULL || tev->struct_size < sizeof *tev || tev->type == NULL || tev->type[0] == 0)
+        goto out;
+    r.ev.type = tev->type;
+    r.ev.category = tel_type_category(tev->type);
+    if (r.ev.category < 0 &&
+        (tev->category == NULL ||
+         tel_category_parse(tev->category, strlen(tev->category), &r.ev.category) != 0))
+        goto out;
+    r.ev.source_kind = tev->source_kind;
+    r.ev.source_event = tev->source_event;
+    r.ev.ts_us = tev->ts_us;
+    if (tev->metadata_json != NULL) {
+        r.root = cJSON_Parse(tev->metadata_json);
+        if (r.root == NULL || !cJSON_IsObject(r.root))
+            goto out;
+        if ((rc = meta_from_json(r.root, &r.meta, &r.ev.meta_count)) != 0)
+            goto out;
+        r.ev.meta = r.meta;
+    }
+    if (tev->data_json != NULL) {
+        size_t dl = tev->data_len != 0 ? tev->data_len : strlen(tev->data_json);
+        if ((rc = set_data(&r, tev->data_json, dl)) != 0)
+            goto out;
+    }
+    rc = tel_publish_event(p, &r.ev, admitted, &env);
+    if (rc == 0 && *admitted && seq_out != NULL)
+        *seq_out = tel_env_seq(env);
+out:
+    tel_publish_req_clear(&r);
+    return rc;
+}
+
+static uint32_t svc_categories(void *ctx)
+{
+    struct tel_publish *p = ctx;
+    return tel_session_mask(p->session);
+}
+
+static int svc_subscribe(void *ctx, telemetry_categories_fn fn, void *arg, uint64_t *id_out)
+{
+    struct tel_publish *p = ctx;
+    if (fn == NULL || id_out == NULL)
+        return -EINVAL;
+    return tel_session_subscribe(p->session, fn, arg, id_out);
+}
+
+static void svc_unsubscribe(void *ctx, uint64_t id)
+{
+    struct tel_publish *p = ctx;
+    tel_session_unsubscribe(p->session, id);
+}
+
+int tel_publish_new(const struct tel_publish_opts *opts, struct tel_publish **out)
+{
+    struct tel_publish *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return -ENOMEM;
+    p->bus = opts->bus;
+    p->session = opts->session;
+    p->max_body = opts->max_body != 0 ? opts->max_body : TEL_PUBLISH_DEFAULT_MAX_BODY;
+    p->service.struct_size = sizeof p->service;
+    p->service.ctx = p;
+    p->service.publish = svc_publish;
+    p->service.categories = svc_categories;
+    p->service.subscribe = svc_subscribe;
+    p->service.unsubscribe = svc_unsubscribe;
+    *out = p;
+    return 0;
+}
+
+void tel_publish_free(struct tel_publish *p)
+{
+    free(p);
+}
+
+const struct telemetry_service *tel_publish_service(struct tel_publish *p)
+{
+    return &p->service;
+}

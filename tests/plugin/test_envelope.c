@@ -1,0 +1,353 @@
+/* test_envelope.c - categories, known types, JSON compaction, envelope bytes. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <event2/buffer.h>
+
+#include "envelope.h"
+#include "json.h"
+#include "tp_util.h"
+
+Test(categories, names_round_trip)
+{
+    static const char *want[] = {"console",    "network", "page",       "interaction", "control",
+                                 "connection", "system",  "screenshot", "captcha",     "monitor"};
+    for (int i = 0; i < TEL_CAT_COUNT; i++) {
+        int cat = -1;
+        cr_assert_str_eq(tel_category_name(i), want[i]);
+        cr_assert_eq(tel_category_parse(want[i], strlen(want[i]), &cat), 0);
+        cr_assert_eq(cat, i);
+    }
+    cr_assert_null(tel_category_name(TEL_CAT_COUNT));
+    cr_assert_null(tel_category_name(-1));
+    int cat;
+    cr_assert_eq(tel_category_parse("Console", 7, &cat), -EINVAL);
+    cr_assert_eq(tel_category_parse("monitorx", 8, &cat), -EINVAL);
+    cr_assert_eq(tel_category_parse("", 0, &cat), -EINVAL);
+    /* a prefix of a valid name is not valid */
+    cr_assert_eq(tel_category_parse("page", 3, &cat), -EINVAL);
+}
+
+Test(categories, bits_match_service_header)
+{
+    cr_assert_eq(1u << TEL_CAT_CONSOLE, TELEMETRY_CAT_CONSOLE);
+    cr_assert_eq(1u << TEL_CAT_CONTROL, TELEMETRY_CAT_CONTROL);
+    cr_assert_eq(1u << TEL_CAT_MONITOR, TELEMETRY_CAT_MONITOR);
+    cr_assert_eq(TEL_CATS_USER & TELEMETRY_CAT_MONITOR, 0u);
+    cr_assert_eq(__builtin_popcount(TEL_CATS_USER), 9);
+}
+
+Test(categories, known_types_have_fixed_categories)
+{
+    static const struct {
+        const char *type;
+        const char *cat;
+    } table[] = {
+        {"console_log", "console"},
+        {"console_error", "console"},
+        {"network_request", "network"},
+        {"network_response", "network"},
+        {"network_loading_failed", "network"},
+        {"network_idle", "network"},
+        {"page_navigation", "page"},
+        {"page_dom_content_loaded", "page"},
+        {"page_load", "page"},
+        {"page_tab_opened", "page"},
+        {"page_layout_shift", "page"},
+        {"page_lcp", "page"},
+        {"page_layout_settled", "page"},
+        {"page_navigation_settled", "page"},
+        {"interaction_click", "interaction"},
+        {"interaction_key", "interaction"},
+        {"interaction_scroll_settled", "interaction"},
+        {"api_call", "control"},
+        {"cdp_connect", "connection"},
+        {"cdp_disconnect", "connection"},
+        {"live_view_connect", "connection"},
+        {"live_view_disconnect", "connection"},
+        {"system_oom_kill", "system"},
+        {"service_crashed", "system"},
+        {"monitor_screenshot", "screenshot"},
+        {"captcha_solve_result", "captcha"},
+        {"monitor_disconnected", "monitor"},
+        {"monitor_reconnected", "monitor"},
+        {"monitor_reconnect_failed", "monitor"},
+        {"monitor_init_failed", "monitor"},
+    };
+    cr_assert_eq(sizeof table / sizeof table[0], 30);
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        int cat = tel_type_category(table[i].type);
+        cr_assert_geq(cat, 0, "%s unknown", table[i].type);
+        cr_assert_str_eq(tel_category_name(cat), table[i].cat, "%s", table[i].type);
+    }
+    cr_assert_eq(tel_type_category("test.system"), -ENOENT);
+    cr_assert_eq(tel_type_category("API_CALL"), -ENOENT);
+    cr_assert_eq(tel_type_category(""), -ENOENT);
+}
+
+Test(categories, sets)
+{
+    cr_assert_eq(TEL_CATS_DEFAULT, TELEMETRY_CAT_CONTROL | TELEMETRY_CAT_CONNECTION |
+                                       TELEMETRY_CAT_SYSTEM | TELEMETRY_CAT_CAPTCHA);
+    cr_assert_eq(tel_cats_effective(TEL_CATS_DEFAULT), TEL_CATS_DEFAULT);
+    /* any CDP category admits monitor too */
+    static const uint32_t cdp[] = {TELEMETRY_CAT_CONSOLE, TELEMETRY_CAT_NETWORK, TELEMETRY_CAT_PAGE,
+                                   TELEMETRY_CAT_INTERACTION, TELEMETRY_CAT_SCREENSHOT};
+    for (size_t i = 0; i < 5; i++)
+        cr_assert_eq(tel_cats_effective(cdp[i]), cdp[i] | TELEMETRY_CAT_MONITOR);
+    cr_assert_eq(tel_cats_effective(TELEMETRY_CAT_CAPTCHA), TELEMETRY_CAT_CAPTCHA);
+    /* monitor cannot be switched on by itself */
+    cr_assert_eq(tel_cats_effective(TELEMETRY_CAT_MONITOR), 0u);
+    cr_assert_eq(tel_cats_effective(TEL_CATS_USER), TEL_CATS_ALL);
+}
+
+static char *compact(const char *in, int *rc)
+{
+    struct evbuffer *b = evbuffer_new();
+    *rc = tel_json_compact(in, strlen(in), b);
+    char *s = tp_evbuffer_str(b);
+    evbuffer_free(b);
+    return s;
+}
+
+Test(json, compact_keeps_numbers_and_strings)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {" { \"a\" : [ 1 , 2.50 , -0 , 1e+300 ] , \"b\" : null } ",
+         "{\"a\":[1,2.50,-0,1e+300],\"b\":null}"},
+        {"12345678901234567890123", "12345678901234567890123"},
+        {"\"keep \\n \\u00e9 \\/ spaces\"", "\"keep \\n \\u00e9 \\/ spaces\""},
+        {"\"<tag> & co\"", "\"\\u003ctag\\u003e \\u0026 co\""},
+        {"\"line\xe2\x80\xa8sep\xe2\x80\xa9\"", "\"line\\u2028sep\\u2029\""},
+        {"[true,false,{}, [ ] ]", "[true,false,{},[]]"},
+        {"0.5E-7", "0.5E-7"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc;
+        char *s = compact(cases[i].in, &rc);
+        cr_assert_eq(rc, 0, "case %zu", i);
+        cr_assert_str_eq(s, cases[i].out, "case %zu", i);
+        free(s);
+    }
+}
+
+Test(json, compact_rejects_invalid)
+{
+    static const char *bad[] = {
+        "",        "01",          "1.",       "-",     ".5",         "+1",
+        "[1,]",    "{\"a\"}",     "{\"a\":}", "nul",   "{} x",       "\"a\tb\"",
+        "\"\\x\"", "\"\\u12g4\"", "'a'",      "[1 2]", "{\"a\":1,}", "\"unterminated",
+        "NaN",     "1e"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(tel_json_compact(bad[i], strlen(bad[i]), NULL), -EINVAL, "accepted <%s>",
+                     bad[i]);
+}
+
+Test(json, depth_is_bounded)
+{
+    size_t n = TEL_JSON_MAX_DEPTH + 5;
+    char *s = malloc(2 * n + 1);
+    memset(s, '[', n);
+    memset(s + n, ']', n);
+    s[2 * n] = '\0';
+    cr_assert_eq(tel_json_compact(s, 2 * n, NULL), -EINVAL);
+    size_t ok = TEL_JSON_MAX_DEPTH;
+    cr_assert_eq(tel_json_compact(s + (n - ok), 2 * ok, NULL), 0);
+    free(s);
+}
+
+Test(json, member_span)
+{
+    const char *doc = "{\"x\":{\"data\":1},\"data\" : {\"a\": [1, 2]} ,\"z\":3}";
+    const char *v;
+    size_t len;
+    cr_assert_eq(tel_json_member(doc, strlen(doc), "data", &v, &len), 0);
+    cr_assert_eq(len, strlen("{\"a\": [1, 2]}"));
+    cr_assert(strncmp(v, "{\"a\": [1, 2]}", len) == 0);
+    cr_assert_eq(tel_json_member(doc, strlen(doc), "a", &v, &len), -ENOENT);
+    cr_assert_eq(tel_json_member("[1]", 3, "data", &v, &len), -EINVAL);
+    cr_assert_eq(tel_json_member("{}", 2, "data", &v, &len), -ENOENT);
+}
+
+Test(json, string_escaping_like_go)
+{
+    struct evbuffer *b = evbuffer_new();
+    const char in[] = "q\"b\\s/<>&\x01\x1f\x7f\xc3\xa9\xff\xe2\x80\xa8";
+    cr_assert_eq(tel_json_add_string(b, in, sizeof in - 1), 0);
+    char *s = tp_evbuffer_str(b);
+    cr_assert_str_eq(s, "\"q\\\"b\\\\s/\\u003c\\u003e\\u0026\\u0001\\u001f\x7f\xc3\xa9\\ufffd"
+                        "\\u2028\"");
+    free(s);
+    evbuffer_free(b);
+}
+
+/* Encoding fixtures: fixtures/events/encode.jsonl. */
+Test(envelope, fixture_cases_byte_exact)
+{
+    size_t n;
+    char **lines = tp_fixture_lines("encode.jsonl", &n);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *c = cJSON_Parse(lines[i]);
+        cr_assert_not_null(c, "line %zu", i + 1);
+        const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+        uint64_t seq = strtoull(cJSON_GetObjectItem(c, "seq")->valuestring, NULL, 10);
+        cJSON *sess = cJSON_GetObjectItem(c, "session");
+        cJSON *e = cJSON_GetObjectItem(c, "event");
+        struct tel_event ev = {0};
+        ev.ts_us = (int64_t)cJSON_GetObjectItem(e, "ts")->valuedouble;
+        ev.type = cJSON_GetObjectItem(e, "type")->valuestring;
+        const char *cat = cJSON_GetObjectItem(e, "category")->valuestring;
+        cr_assert_eq(tel_category_parse(cat, strlen(cat), &ev.category), 0);
+        cJSON *src = cJSON_GetObjectItem(e, "source");
+        struct tel_meta meta[8];
+        if (src != NULL) {
+            cJSON *k = cJSON_GetObjectItem(src, "kind"), *se = cJSON_GetObjectItem(src, "event");
+            ev.source_kind = k ? k->valuestring : NULL;
+            ev.source_event = se ? se->valuestring : NULL;
+            cJSON *m = cJSON_GetObjectItem(src, "metadata"), *it;
+            if (m != NULL) {
+                cJSON_ArrayForEach(it, m)
+                {
+                    meta[ev.meta_count].key = it->string;
+                    meta[ev.meta_count++].value = it->valuestring;
+                }
+                ev.meta = meta;
+            }
+        }
+        char *data = NULL;
+        cJSON *d = cJSON_GetObjectItem(e, "data");
+        if (d != NULL) {
+            data = cJSON_PrintUnformatted(d);
+            ev.data = data;
+            ev.data_len = strlen(data);
+        }
+        struct evbuffer *b = evbuffer_new();
+        int trunc = -1;
+        cr_assert_eq(
+            tel_envelope_encode(&ev, seq, cJSON_IsNull(sess) ? NULL : sess->valuestring, b, &trunc),
+            0, "%s", name);
+        cr_assert_eq(trunc, 0);
+        char *got = tp_evbuffer_str(b);
+        cr_assert_str_eq(got, cJSON_GetObjectItem(c, "expect")->valuestring, "case %s", name);
+        /* the output is valid, compact JSON: compaction leaves it unchanged */
+        struct evbuffer *again = evbuffer_new();
+        cr_assert_eq(tel_json_compact(got, strlen(got), again), 0);
+        char *again_s = tp_evbuffer_str(again);
+        cr_assert_str_eq(again_s, got);
+        free(again_s);
+        evbuffer_free(again);
+        free(got);
+        free(data);
+        evbuffer_free(b);
+        cJSON_Delete(c);
+    }
+    tp_lines_free(lines, n);
+}
+
+/* An event whose envelope is exactly `total` bytes: data is a string. */
+static char *sized_data(size_t total, struct tel_event *ev)
+{
+    static const char frame[] =
+        "{\"seq\":1,\"event\":{\"ts\":1,\"type\":\"t\",\"category\":\"system\","
+        "\"source\":{\"kind\":\"\"},\"data\":\"\"}}";
+    size_t fixed = sizeof frame - 1;
+    size_t fill = total - fixed;
+    char *data = malloc(fill + 3);
+    data[0] = '"';
+    memset(data + 1, 'x', fill);
+    data[fill + 1] = '"';
+    data[fill + 2] = '\0';
+    memset(ev, 0, sizeof *ev);
+    ev->ts_us = 1;
+    ev->type = "t";
+    ev->category = TEL_CAT_SYSTEM;
+    ev->data = data;
+    ev->data_len = fill + 2;
+    return data;
+}
+
+Test(envelope, truncation_boundary)
+{
+    struct tel_event ev;
+    struct evbuffer *b = evbuffer_new();
+    int trunc = -1;
+
+    char *data = sized_data(TEL_ENVELOPE_MAX_BYTES, &ev);
+    cr_assert_eq(tel_envelope_encode(&ev, 1, NULL, b, &trunc), 0);
+    cr_assert_eq(trunc, 0);
+    cr_assert_eq(evbuffer_get_length(b), TEL_ENVELOPE_MAX_BYTES);
+    evbuffer_drain(b, evbuffer_get_length(b));
+    free(data);
+
+    data = sized_data(TEL_ENVELOPE_MAX_BYTES + 1, &ev);
+    cr_assert_eq(tel_envelope_encode(&ev, 1, NULL, b, &trunc), 0);
+    cr_assert_eq(trunc, 1);
+    char *s = tp_evbuffer_str(b);
+    cr_assert_str_eq(s, "{\"seq\":1,\"event\":{\"ts\":1,\"type\":\"t\",\"category\":\"system\","
+                        "\"source\":{\"kind\":\"\"},\"data\":null,\"truncated\":true}}");
+    free(s);
+    free(data);
+    evbuffer_free(b);
+}
+
+Test(envelope, truncated_without_data_field)
+{
+    /* metadata alone over the limit: data null + truncated, the rest kept */
+    struct tel_event ev = {.ts_us = 2, .type = "t", .category = TEL_CAT_PAGE};
+    size_t big = TEL_ENVELOPE_MAX_BYTES + 10;
+    char *v = malloc(big + 1);
+    memset(v, 'v', big);
+    v[big] = '\0';
+    struct tel_meta m = {"k", v};
+    ev.meta = &m;
+    ev.meta_count = 1;
+    struct evbuffer *b = evbuffer_new();
+    int trunc = 0;
+    cr_assert_eq(tel_envelope_encode(&ev, 9, "s", b, &trunc), 0);
+    cr_assert_eq(trunc, 1);
+    size_t len = evbuffer_get_length(b);
+    cr_assert_gt(len, TEL_ENVELOPE_MAX_BYTES);
+    const char *tail = "}},\"data\":null,\"truncated\":true}}";
+    char *s = tp_evbuffer_str(b);
+    cr_assert_str_eq(s + len - strlen(tail), tail);
+    free(s);
+    free(v);
+    evbuffer_free(b);
+}
+
+Test(envelope, refuses_invalid_events)
+{
+    struct evbuffer *b = evbuffer_new();
+    struct tel_event ev = {.ts_us = 1, .type = "", .category = TEL_CAT_PAGE};
+    cr_assert_eq(tel_envelope_encode(&ev, 1, NULL, b, NULL), -EINVAL);
+    ev.type = "t";
+    ev.category = TEL_CAT_COUNT;
+    cr_assert_eq(tel_envelope_encode(&ev, 1, NULL, b, NULL), -EINVAL);
+    cr_assert_eq(evbuffer_get_length(b), 0);
+    evbuffer_free(b);
+}
+
+Test(envelope, duplicate_metadata_keys_last_wins)
+{
+    struct tel_meta m[] = {{"b", "1"}, {"a", "x"}, {"b", "2"}, {"telemetry_session_id", "no"}};
+    struct tel_event ev = {.ts_us = 3,
+                           .type = "t",
+                           .category = TEL_CAT_PAGE,
+                           .meta = m,
+                           .meta_count = 4,
+                           .source_kind = "cdp"};
+    struct evbuffer *b = evbuffer_new();
+    cr_assert_eq(tel_envelope_encode(&ev, 5, "sid", b, NULL), 0);
+    char *s = tp_evbuffer_str(b);
+    cr_assert_str_eq(s, "{\"seq\":5,\"event\":{\"ts\":3,\"type\":\"t\",\"category\":\"page\","
+                        "\"source\":{\"kind\":\"cdp\",\"metadata\":{\"a\":\"x\",\"b\":\"2\","
+                        "\"telemetry_session_id\":\"sid\"}}}}");
+    free(s);
+    evbuffer_free(b);
+}
