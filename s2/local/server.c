@@ -1,0 +1,1764 @@
+/* server.c - s2-local's HTTP API on evhttp: S2's REST data plane (JSON). */
+#include "server.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "s2/local.h"
+#include "s2/wire.h"
+#include "store.h"
+
+enum fmt {
+    FMT_RAW = 0,
+    FMT_BASE64 = 1,
+};
+
+struct poll;
+
+struct s2l_server {
+    struct event_base *base;
+    struct evhttp *http;
+    uint16_t port;
+    struct s2l_store *store;
+    char *basin; /* the configured basin, or NULL for any */
+    uint32_t max_long_polls;
+    s2l_log_fn log;
+    void *log_arg;
+    struct poll *polls; /* open long polls */
+    uint32_t npolls;
+};
+
+/* What a read returns once its start is known. */
+struct read_plan {
+    enum fmt fmt;
+    uint64_t start;
+    uint64_t count, bytes;
+    bool has_until;
+    uint64_t until;
+};
+
+/* An open long poll: a read at the tail waiting for an append or its
+ * timeout. */
+struct poll {
+    struct s2l_server *srv;
+    struct evhttp_request *req;
+    struct evhttp_connection *evcon;
+    struct s2l_stream *st;
+    struct event *timer;
+    struct read_plan plan;
+    struct poll *prev, *next;
+};
+
+static void slog(struct s2l_server *srv, int level, const char *fmt, ...)
+{
+    if (srv->log == NULL)
+        return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    srv->log(level, buf, srv->log_arg);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t s2l_metered_size(size_t nheaders, uint64_t header_bytes, uint64_t body_len)
+{
+    return 8 + 2 * (uint64_t)nheaders + header_bytes + body_len;
+}
+
+/* ---- JSON output ---- */
+
+/* Length of the valid UTF-8 sequence at s, or 0 with *skip set to the
+ * maximal invalid subpart to replace by one U+FFFD. */
+static size_t utf8_seq(const uint8_t *s, size_t len, size_t *skip)
+{
+    uint8_t c = s[0];
+    size_t n;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        *skip = 1;
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if (i >= len || s[i] < lo || s[i] > hi) {
+            *skip = i;
+            return 0;
+        }
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return n;
+}
+
+int s2l_json_string(struct evbuffer *out, const uint8_t *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = evbuffer_add(out, "\"", 1);
+    size_t i = 0, run = 0; /* run: safe bytes pending from s + i - run */
+    while (rc == 0 && i < len) {
+        uint8_t c = s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            i++;
+            run++;
+            continue;
+        }
+        size_t skip = 0, n = c >= 0x80 ? utf8_seq(s + i, len - i, &skip) : 0;
+        if (n > 0) {
+            i += n;
+            run += n;
+            continue;
+        }
+        if (run > 0)
+            rc = evbuffer_add(out, s + i - run, run);
+        run = 0;
+        if (rc != 0)
+            break;
+        if (c >= 0x80) {
+            rc = evbuffer_add(out, "\xEF\xBF\xBD", 3);
+            i += skip;
+            continue;
+        }
+        char esc[7] = {'\\', 0};
+        size_t elen = 2;
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            elen = 6;
+        }
+        rc = evbuffer_add(out, esc, elen);
+        i++;
+    }
+    if (rc == 0 && run > 0)
+        rc = evbuffer_add(out, s + i - run, run);
+    if (rc == 0)
+        rc = evbuffer_add(out, "\"", 1);
+    return rc == 0 ? 0 : -ENOMEM;
+}
+
+static int json_bytes(struct evbuffer *out, const uint8_t *s, size_t len, enum fmt fmt)
+{
+    if (fmt == FMT_RAW)
+        return s2l_json_string(out, s, len);
+    char *b64 = NULL;
+    size_t blen = 0;
+    int rc = s2_base64_encode(s, len, &b64, &blen);
+    if (rc != 0)
+        return rc;
+    rc = evbuffer_add_printf(out, "\"%s\"", b64) < 0 ? -ENOMEM : 0;
+    free(b64);
+    return rc;
+}
+
+static void rfc3339(uint64_t ms, char *buf, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ---- replies ---- */
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Payload Too Large";
+    case 416:
+        return "Range Not Satisfiable";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return status >= 500 ? "Internal Server Error" : "Error";
+    }
+}
+
+/* Send buf (emptied; still owned by the caller) with a JSON content type. */
+static void reply_json(struct evhttp_request *req, int status, struct evbuffer *buf)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_remove_header(h, "Content-Type");
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_send_reply(req, status, reason(status), buf);
+}
+
+static void reply_cjson(struct evhttp_request *req, int status, cJSON *obj)
+{
+    struct evbuffer *buf = evbuffer_new();
+    char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    if (buf == NULL || text == NULL) {
+        evhttp_send_error(req, 500, "out of memory");
+    } else {
+        evbuffer_add(buf, text, strlen(text));
+        reply_json(req, status, buf);
+    }
+    cJSON_free(text);
+    if (buf)
+        evbuffer_free(buf);
+}
+
+/* The S2 error body {"code","message"}. */
+static void reply_error(struct evhttp_request *req, int status, const char *code, const char *fmt,
+                        ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "code", code);
+        cJSON_AddStringToObject(o, "message", msg);
+    }
+    reply_cjson(req, status, o);
+    cJSON_Delete(o);
+}
+
+static void reply_errno(struct s2l_server *srv, struct evhttp_request *req, int rc,
+                        const char *what)
+{
+    if (rc == -ENOSPC) {
+        reply_error(req, 503, "unavailable", "%s: storage limit reached", what);
+        return;
+    }
+    slog(srv, 3, "%s: %s", what, strerror(-rc));
+    reply_error(req, 500, "storage", "%s: %s", what, strerror(-rc));
+}
+
+static void reply_tail(struct evhttp_request *req, int status, const struct s2l_stream *st)
+{
+    uint64_t seq, ts;
+    s2l_stream_tail(st, &seq, &ts);
+    struct evbuffer *buf = evbuffer_new();
+    if (buf == NULL) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(buf, "{\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}", seq,
+                        ts);
+    reply_json(req, status, buf);
+    evbuffer_free(buf);
+}
+
+static void reply_text(struct evhttp_request *req, int status, const char *text)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (buf == NULL) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add(buf, text, strlen(text));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+    evhttp_send_reply(req, status, reason(status), buf);
+    evbuffer_free(buf);
+}
+
+/* ---- request parsing helpers ---- */
+
+static const char *in_header(struct evhttp_request *req, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(req), name);
+}
+
+static bool ctype_is_json(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return true;
+    return n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+           strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+/* S2-Format: raw (default) | json | base64 | json-binsafe. */
+static int parse_format(struct evhttp_request *req, enum fmt *out)
+{
+    const char *f = in_header(req, "S2-Format");
+    *out = FMT_RAW;
+    if (f == NULL || strcmp(f, "raw") == 0 || strcmp(f, "json") == 0)
+        return 0;
+    if (strcmp(f, "base64") == 0 || strcmp(f, "json-binsafe") == 0) {
+        *out = FMT_BASE64;
+        return 0;
+    }
+    reply_error(req, 400, "bad_header",
+                "Invalid header `s2-format`: expected one of raw, json, "
+                "base64, json-binsafe");
+    return -1;
+}
+
+static bool parse_u64_str(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s == 0 || strlen(s) > 20)
+        return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* The request body as one contiguous NUL-terminated string (in the input
+ * buffer). */
+static const char *body_text(struct evhttp_request *req, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    *len = evbuffer_get_length(in);
+    if (evbuffer_add(in, "", 1) != 0)
+        return NULL;
+    return (const char *)evbuffer_pullup(in, -1);
+}
+
+/* Whether a JSON text holds the escape \u0000 in a string: cJSON cuts
+ * strings there, so such bodies are refused rather than silently cut. */
+static bool json_has_nul_escape(const char *s, size_t len)
+{
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_str) {
+            if (s[i] == '"')
+                in_str = true;
+            continue;
+        }
+        if (s[i] == '"') {
+            in_str = false;
+        } else if (s[i] == '\\' && i + 1 < len) {
+            if (s[i + 1] == 'u' && i + 5 < len && memcmp(s + i + 2, "0000", 4) == 0)
+                return true;
+            i++;
+        }
+    }
+    return false;
+}
+
+static bool utf8_ok(const uint8_t *s, size_t len)
+{
+    size_t skip;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(s + i, len - i, &skip);
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+/* Parse a JSON request body; sends 400 bad_json and returns -1 on failure.
+ * An empty body gives *out NULL when allow_empty. */
+static int parse_json_body(struct evhttp_request *req, bool allow_empty, cJSON **out)
+{
+    size_t len;
+    *out = NULL;
+    const char *text = body_text(req, &len);
+    if (text == NULL) {
+        reply_error(req, 500, "other", "out of memory");
+        return -1;
+    }
+    if (len == 0 && allow_empty)
+        return 0;
+    if (!ctype_is_json(in_header(req, "Content-Type"))) {
+        reply_error(req, 400, "bad_json", "Expected request with `Content-Type: application/json`");
+        return -1;
+    }
+    if (!utf8_ok((const uint8_t *)text, len)) {
+        reply_error(req, 400, "bad_json",
+                    "Failed to parse the request body as JSON: invalid UTF-8");
+        return -1;
+    }
+    if (json_has_nul_escape(text, len)) {
+        reply_error(req, 400, "bad_json",
+                    "Failed to parse the request body as JSON: s2-local does not accept \\u0000 "
+                    "in strings; send bytes with `S2-Format: base64`");
+        return -1;
+    }
+    int rc = s2_wire_parse(text, len, out);
+    if (rc == -ENOMEM) {
+        reply_error(req, 500, "other", "out of memory");
+        return -1;
+    }
+    if (rc != 0) {
+        reply_error(req, 400, "bad_json", "Failed to parse the request body as JSON");
+        return -1;
+    }
+    return 0;
+}
+
+/* The basin of a /v1/streams* request (S2-Basin); replies and returns NULL
+ * on failure. */
+static struct s2l_basin *request_basin(struct s2l_server *srv, struct evhttp_request *req)
+{
+    const char *name = in_header(req, "S2-Basin");
+    if (name == NULL) {
+        reply_error(req, 400, "bad_header", "Missing header `s2-basin`");
+        return NULL;
+    }
+    if (!s2l_basin_name_valid(name, strlen(name))) {
+        reply_error(req, 400, "bad_header",
+                    "Invalid header `s2-basin`: a basin name has 8 to 48 characters of [a-z0-9-] "
+                    "and starts and ends with a letter or digit");
+        return NULL;
+    }
+    struct s2l_basin *b = NULL;
+    if (s2l_store_basin(srv->store, name, &b) == 0)
+        return b;
+    if (srv->basin != NULL) {
+        reply_error(req, 404, "basin_not_found", "basin `%s` not found", name);
+        return NULL;
+    }
+    enum s2l_provision res;
+    int rc = s2l_store_basin_ensure(srv->store, name, NULL, &res, &b);
+    if (rc != 0) {
+        reply_errno(srv, req, rc, "creating the basin");
+        return NULL;
+    }
+    return b;
+}
+
+/* Find (or, with create, create) a stream; replies and returns NULL on
+ * failure. */
+static struct s2l_stream *request_stream(struct s2l_server *srv, struct evhttp_request *req,
+                                         struct s2l_basin *b, const uint8_t *name, size_t len,
+                                         bool create)
+{
+    struct s2l_stream *st = NULL;
+    int rc = s2l_basin_stream(b, name, len, &st);
+    if (rc == -ENOENT && create) {
+        enum s2l_provision res;
+        rc = s2l_basin_stream_ensure(b, name, len, NULL, false, &res, &st);
+    }
+    if (rc == -ENOENT) {
+        reply_error(req, 404, "stream_not_found", "stream `%.*s` in basin `%s` not found", (int)len,
+                    (const char *)name, s2l_basin_name(b));
+        return NULL;
+    }
+    if (rc != 0) {
+        reply_errno(srv, req, rc, "opening the stream");
+        return NULL;
+    }
+    return st;
+}
+
+/* ---- JSON bodies of basins and streams ---- */
+
+static void add_time(cJSON *o, const char *key, uint64_t ms)
+{
+    char buf[40];
+    rfc3339(ms, buf, sizeof buf);
+    cJSON_AddStringToObject(o, key, buf);
+}
+
+static cJSON *basin_info(const struct s2l_basin *b)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "name", s2l_basin_name(b));
+    cJSON_AddNullToObject(o, "scope");
+    cJSON_AddStringToObject(o, "state", "active");
+    add_time(o, "created_at", s2l_basin_created_ms(b));
+    cJSON_AddNullToObject(o, "deleted_at");
+    return o;
+}
+
+static const char *ts_mode_name(enum s2l_ts_mode m)
+{
+    switch (m) {
+    case S2L_TS_CLIENT_REQUIRE:
+        return "client-require";
+    case S2L_TS_ARRIVAL:
+        return "arrival";
+    default:
+        return "client-prefer";
+    }
+}
+
+static cJSON *stream_config_json(struct s2l_stream_config cfg)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "storage_class", "standard");
+    cJSON *rp = cJSON_AddObjectToObject(o, "retention_policy");
+    if (rp)
+        cJSON_AddObjectToObject(rp, "infinite");
+    cJSON *ts = cJSON_AddObjectToObject(o, "timestamping");
+    if (ts) {
+        cJSON_AddStringToObject(ts, "mode", ts_mode_name(cfg.ts_mode));
+        cJSON_AddBoolToObject(ts, "uncapped", cfg.ts_uncapped);
+    }
+    cJSON_AddNullToObject(o, "delete_on_empty");
+    return o;
+}
+
+static cJSON *basin_config_json(const struct s2l_basin *b)
+{
+    struct s2l_basin_config c = s2l_basin_get_config(b);
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddItemToObject(o, "default_stream_config",
+                          stream_config_json((struct s2l_stream_config){0}));
+    cJSON_AddBoolToObject(o, "create_stream_on_append", c.create_stream_on_append);
+    cJSON_AddBoolToObject(o, "create_stream_on_read", c.create_stream_on_read);
+    return o;
+}
+
+static cJSON *stream_info(const struct s2l_stream *st)
+{
+    size_t len;
+    const uint8_t *name = s2l_stream_name(st, &len);
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    /* Names are valid UTF-8 without NUL, so cJSON holds them whole. */
+    cJSON_AddStringToObject(o, "name", (const char *)name);
+    add_time(o, "created_at", s2l_stream_created_ms(st));
+    cJSON_AddNullToObject(o, "deleted_at");
+    cJSON_AddNullToObject(o, "cipher");
+    return o;
+}
+
+/* A StreamConfig from JSON onto *cfg (fields left out keep their value).
+ * Replies 400 bad_json and returns -1 on a bad shape. */
+static int parse_stream_config(struct evhttp_request *req, const cJSON *j,
+                               struct s2l_stream_config *cfg)
+{
+    if (j == NULL || cJSON_IsNull(j))
+        return 0;
+    if (!cJSON_IsObject(j))
+        goto BAD;
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(j, "storage_class");
+    if (sc && !cJSON_IsNull(sc) &&
+        (!cJSON_IsString(sc) ||
+         (strcmp(sc->valuestring, "standard") != 0 && strcmp(sc->valuestring, "express") != 0)))
+        goto BAD;
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "retention_policy");
+    if (rp && !cJSON_IsNull(rp) && !cJSON_IsObject(rp))
+        goto BAD;
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(j, "timestamping");
+    if (ts && !cJSON_IsNull(ts)) {
+        if (!cJSON_IsObject(ts))
+            goto BAD;
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(ts, "mode");
+        if (m && !cJSON_IsNull(m)) {
+            if (!cJSON_IsString(m))
+                goto BAD;
+            if (strcmp(m->valuestring, "client-prefer") == 0)
+                cfg->ts_mode = S2L_TS_CLIENT_PREFER;
+            else if (strcmp(m->valuestring, "client-require") == 0)
+                cfg->ts_mode = S2L_TS_CLIENT_REQUIRE;
+            else if (strcmp(m->valuestring, "arrival") == 0)
+                cfg->ts_mode = S2L_TS_ARRIVAL;
+            else
+                goto BAD;
+        }
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(ts, "uncapped");
+        if (u && !cJSON_IsNull(u)) {
+            if (!cJSON_IsBool(u))
+                goto BAD;
+            cfg->ts_uncapped = cJSON_IsTrue(u);
+        }
+    }
+    return 0;
+BAD:
+    reply_error(req, 400, "bad_json", "Failed to deserialize the stream config");
+    return -1;
+}
+
+static int parse_basin_config(struct evhttp_request *req, const cJSON *j,
+                              struct s2l_basin_config *cfg)
+{
+    if (j == NULL || cJSON_IsNull(j))
+        return 0;
+    if (!cJSON_IsObject(j))
+        goto BAD;
+    static const char *const keys[] = {"create_stream_on_append", "create_stream_on_read"};
+    bool *vals[] = {&cfg->create_stream_on_append, &cfg->create_stream_on_read};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
+        if (v == NULL || cJSON_IsNull(v))
+            continue;
+        if (!cJSON_IsBool(v))
+            goto BAD;
+        *vals[i] = cJSON_IsTrue(v);
+    }
+    return 0;
+BAD:
+    reply_error(req, 400, "bad_json", "Failed to deserialize the basin config");
+    return -1;
+}
+
+static void add_provision(struct evhttp_request *req, enum s2l_provision res)
+{
+    const char *v = res == S2L_PROVISION_CREATED   ? "created"
+                    : res == S2L_PROVISION_UPDATED ? "updated"
+                                                   : "noop";
+    evhttp_add_header(evhttp_request_get_output_headers(req), "s2-provision-result", v);
+}
+
+/* ---- basins ---- */
+
+static void basins_list(struct s2l_server *srv, struct evhttp_request *req, struct evkeyvalq *q)
+{
+    uint64_t limit = 1000;
+    const char *ls = evhttp_find_header(q, "limit");
+    if (ls && !parse_u64_str(ls, &limit)) {
+        reply_error(req, 400, "bad_query", "Failed to deserialize query string: invalid `limit`");
+        return;
+    }
+    if (limit == 0 || limit > 1000)
+        limit = 1000;
+    struct s2l_basin **list = malloc(limit * sizeof *list);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = o ? cJSON_AddArrayToObject(o, "basins") : NULL;
+    if (list == NULL || arr == NULL) {
+        reply_error(req, 500, "other", "out of memory");
+        goto OUT;
+    }
+    bool more = false;
+    size_t n = s2l_store_basin_list(srv->store, evhttp_find_header(q, "prefix"),
+                                    evhttp_find_header(q, "start_after"), list, limit, &more);
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, basin_info(list[i]));
+    cJSON_AddBoolToObject(o, "has_more", more);
+    reply_cjson(req, 200, o);
+OUT:
+    free(list);
+    cJSON_Delete(o);
+}
+
+/* POST /v1/basins (create) and PUT /v1/basins/{b} (ensure). */
+static void basin_provision(struct s2l_server *srv, struct evhttp_request *req, const char *name,
+                            bool ensure)
+{
+    cJSON *body = NULL, *info = NULL;
+    if (parse_json_body(req, ensure, &body) != 0)
+        return;
+    if (!ensure) {
+        const cJSON *bn = cJSON_GetObjectItemCaseSensitive(body, "basin");
+        if (!cJSON_IsObject(body) || !cJSON_IsString(bn)) {
+            reply_error(req, 400, "bad_json", "Failed to deserialize the request: missing `basin`");
+            goto OUT;
+        }
+        name = bn->valuestring;
+        if (!s2l_basin_name_valid(name, strlen(name))) {
+            reply_error(req, 400, "bad_json",
+                        "Failed to deserialize the request: invalid basin "
+                        "name");
+            goto OUT;
+        }
+    }
+    struct s2l_basin *b = NULL;
+    bool exists = s2l_store_basin(srv->store, name, &b) == 0;
+    if (exists && !ensure) {
+        reply_error(req, 409, "resource_already_exists", "basin `%s` already exists", name);
+        goto OUT;
+    }
+    struct s2l_basin_config cfg = {true, true};
+    if (exists)
+        cfg = s2l_basin_get_config(b);
+    const cJSON *cj = NULL;
+    if (cJSON_IsObject(body)) {
+        cj = cJSON_GetObjectItemCaseSensitive(body, "config");
+        /* An ensure may also send the BasinConfig itself. */
+        if (cj == NULL && ensure)
+            cj = body;
+    } else if (body != NULL) {
+        reply_error(req, 400, "bad_json", "Failed to deserialize the request");
+        goto OUT;
+    }
+    if (parse_basin_config(req, cj, &cfg) != 0)
+        goto OUT;
+    enum s2l_provision res;
+    int rc = s2l_store_basin_ensure(srv->store, name, &cfg, &res, &b);
+    if (rc != 0) {
+        reply_errno(srv, req, rc, "creating the basin");
+        goto OUT;
+    }
+    info = basin_info(b);
+    if (ensure)
+        add_provision(req, res);
+    reply_cjson(req, res == S2L_PROVISION_CREATED ? 201 : 200, info);
+OUT:
+    cJSON_Delete(info);
+    cJSON_Delete(body);
+}
+
+static void basin_get(struct s2l_server *srv, struct evhttp_request *req, const char *name)
+{
+    struct s2l_basin *b;
+    if (s2l_store_basin(srv->store, name, &b) != 0) {
+        reply_error(req, 404, "basin_not_found", "basin `%s` not found", name);
+        return;
+    }
+    cJSON *o = basin_config_json(b);
+    reply_cjson(req, 200, o);
+    cJSON_Delete(o);
+}
+
+/* ---- streams ---- */
+
+static void streams_list(struct s2l_server *srv, struct evhttp_request *req, struct evkeyvalq *q)
+{
+    struct s2l_basin *b = request_basin(srv, req);
+    if (b == NULL)
+        return;
+    uint64_t limit = 1000;
+    const char *ls = evhttp_find_header(q, "limit");
+    if (ls && !parse_u64_str(ls, &limit)) {
+        reply_error(req, 400, "bad_query", "Failed to deserialize query string: invalid `limit`");
+        return;
+    }
+    if (limit == 0 || limit > 1000)
+        limit = 1000;
+    const char *prefix = evhttp_find_header(q, "prefix");
+    const char *after = evhttp_find_header(q, "start_after");
+    struct s2l_stream **list = malloc(limit * sizeof *list);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = o ? cJSON_AddArrayToObject(o, "streams") : NULL;
+    if (list == NULL || arr == NULL) {
+        reply_error(req, 500, "other", "out of memory");
+        goto OUT;
+    }
+    bool more = false;
+    size_t n = s2l_basin_stream_list(b, (const uint8_t *)prefix, prefix ? strlen(prefix) : 0,
+                                     (const uint8_t *)after, after ? strlen(after) : 0, list, limit,
+                                     &more);
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, stream_info(list[i]));
+    cJSON_AddBoolToObject(o, "has_more", more);
+    reply_cjson(req, 200, o);
+OUT:
+    free(list);
+    cJSON_Delete(o);
+}
+
+/* POST /v1/streams (create) and PUT /v1/streams/{s} (ensure). */
+static void stream_provision(struct s2l_server *srv, struct evhttp_request *req,
+                             const uint8_t *name, size_t len, bool ensure)
+{
+    cJSON *body = NULL, *info = NULL;
+    struct s2l_basin *b = request_basin(srv, req);
+    if (b == NULL)
+        return;
+    if (parse_json_body(req, ensure, &body) != 0)
+        return;
+    const cJSON *cj = body;
+    if (!ensure) {
+        const cJSON *sn = cJSON_GetObjectItemCaseSensitive(body, "stream");
+        if (!cJSON_IsObject(body) || !cJSON_IsString(sn)) {
+            reply_error(req, 400, "bad_json",
+                        "Failed to deserialize the request: missing `stream`");
+            goto OUT;
+        }
+        name = (const uint8_t *)sn->valuestring;
+        len = strlen(sn->valuestring);
+        if (!s2l_stream_name_valid(name, len)) {
+            reply_error(req, 400, "bad_json",
+                        "Failed to deserialize the request: invalid stream "
+                        "name");
+            goto OUT;
+        }
+        cj = cJSON_GetObjectItemCaseSensitive(body, "config");
+    }
+    const char *token = in_header(req, "S2-Request-Token");
+    if (token && strlen(token) > S2L_FENCE_MAX) {
+        reply_error(req, 400, "bad_header",
+                    "Invalid header `s2-request-token`: longer than 36 "
+                    "bytes");
+        goto OUT;
+    }
+    struct s2l_stream *st = NULL;
+    bool exists = s2l_basin_stream(b, name, len, &st) == 0;
+    struct s2l_stream_config cfg = {0};
+    if (exists)
+        cfg = s2l_stream_get_config(st);
+    if (parse_stream_config(req, cj, &cfg) != 0)
+        goto OUT;
+    enum s2l_provision res = S2L_PROVISION_NOOP;
+    if (exists && !ensure) {
+        if (token && *token && strcmp(token, s2l_stream_request_token(st)) == 0) {
+            /* A retried create. */
+            add_provision(req, S2L_PROVISION_NOOP);
+            info = stream_info(st);
+            reply_cjson(req, 201, info);
+        } else {
+            reply_error(req, 409, "resource_already_exists", "stream `%.*s` already exists",
+                        (int)len, (const char *)name);
+        }
+        goto OUT;
+    }
+    int rc = s2l_basin_stream_ensure(b, name, len, &cfg, false, &res, &st);
+    if (rc != 0) {
+        if (rc == -ENOSPC)
+            reply_error(req, 403, "quota_exhausted", "too many streams");
+        else
+            reply_errno(srv, req, rc, "creating the stream");
+        goto OUT;
+    }
+    if (res == S2L_PROVISION_CREATED && token)
+        s2l_stream_set_request_token(st, token);
+    info = stream_info(st);
+    add_provision(req, res);
+    reply_cjson(req, res == S2L_PROVISION_CREATED ? 201 : 200, info);
+OUT:
+    cJSON_Delete(info);
+    cJSON_Delete(body);
+}
+
+static void stream_get(struct s2l_server *srv, struct evhttp_request *req, const uint8_t *name,
+                       size_t len)
+{
+    struct s2l_basin *b = request_basin(srv, req);
+    if (b == NULL)
+        return;
+    struct s2l_stream *st = request_stream(srv, req, b, name, len, false);
+    if (st == NULL)
+        return;
+    cJSON *o = stream_config_json(s2l_stream_get_config(st));
+    reply_cjson(req, 200, o);
+    cJSON_Delete(o);
+}
+
+static void check_tail(struct s2l_server *srv, struct evhttp_request *req, const uint8_t *name,
+                       size_t len)
+{
+    struct s2l_basin *b = request_basin(srv, req);
+    if (b == NULL)
+        return;
+    struct s2l_stream *st =
+        request_stream(srv, req, b, name, len, s2l_basin_get_config(b).create_stream_on_read);
+    if (st != NULL)
+        reply_tail(req, 200, st);
+}
+
+/* ---- append ---- */
+
+/* One decoded record of an append, pointing into the JSON or into decoded
+ * base64 buffers. */
+struct in_rec {
+    bool has_ts;
+    uint64_t ts;
+    size_t nheaders;
+    struct s2l_hdr *headers;
+    const uint8_t *body;
+    size_t body_len;
+};
+
+struct append_in {
+    struct in_rec *recs;
+    size_t n;
+    struct s2l_hdr *hdrs; /* all headers, in order */
+    uint8_t **allocs;     /* decoded base64 buffers */
+    size_t nallocs;
+    bool has_match;
+    uint64_t match;
+    bool has_fence;
+    const char *fence;
+};
+
+static void append_in_free(struct append_in *a)
+{
+    for (size_t i = 0; i < a->nallocs; i++)
+        free(a->allocs[i]);
+    free(a->allocs);
+    free(a->hdrs);
+    free(a->recs);
+}
+
+/* Decode one string of the body per S2-Format. 0, -EINVAL (bad base64),
+ * -ENOMEM. */
+static int decode_str(struct append_in *a, const cJSON *s, enum fmt fmt, const uint8_t **out,
+                      size_t *len)
+{
+    const char *text = s->valuestring;
+    size_t tlen = strlen(text);
+    if (fmt == FMT_RAW) {
+        *out = (const uint8_t *)text;
+        *len = tlen;
+        return 0;
+    }
+    uint8_t *buf = NULL;
+    int rc = s2_base64_decode(text, tlen, &buf, len);
+    if (rc != 0)
+        return rc;
+    a->allocs[a->nallocs++] = buf;
+    *out = buf;
+    return 0;
+}
+
+/* Parse and validate an AppendInput. Replies and returns -1 on failure. */
+static int parse_append(struct evhttp_request *req, const cJSON *body, enum fmt fmt,
+                        struct append_in *a)
+{
+    const cJSON *recs = cJSON_GetObjectItemCaseSensitive(body, "records");
+    if (!cJSON_IsObject(body) || !cJSON_IsArray(recs)) {
+        reply_error(req, 400, "bad_json",
+                    "Failed to deserialize the JSON body: missing field "
+                    "`records`");
+        return -1;
+    }
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(body, "match_seq_num");
+    if (m && !cJSON_IsNull(m)) {
+        if (s2_wire_get_u64(m, &a->match) != 0)
+            goto BAD_JSON;
+        a->has_match = true;
+    }
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(body, "fencing_token");
+    if (f && !cJSON_IsNull(f)) {
+        if (!cJSON_IsString(f))
+            goto BAD_JSON;
+        if (strlen(f->valuestring) > S2L_FENCE_MAX) {
+            reply_error(req, 422, "invalid", "fencing token must not exceed 36 bytes");
+            return -1;
+        }
+        a->has_fence = true;
+        a->fence = f->valuestring;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(recs);
+    if (n == 0) {
+        reply_error(req, 422, "invalid", "record batch must not be empty");
+        return -1;
+    }
+    if (n > S2L_APPEND_MAX_RECORDS) {
+        reply_error(req, 422, "invalid", "record batch must not exceed 1000 records");
+        return -1;
+    }
+    /* Count headers and strings first to size the arrays. */
+    size_t nh = 0, nstr = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, recs)
+    {
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(r, "headers");
+        if (!cJSON_IsObject(r) || (h && !cJSON_IsNull(h) && !cJSON_IsArray(h)))
+            goto BAD_JSON;
+        size_t k = cJSON_IsArray(h) ? (size_t)cJSON_GetArraySize(h) : 0;
+        nh += k;
+        nstr += 1 + 2 * k;
+    }
+    a->recs = calloc(n, sizeof *a->recs);
+    a->hdrs = calloc(nh ? nh : 1, sizeof *a->hdrs);
+    a->allocs = fmt == FMT_BASE64 ? calloc(nstr, sizeof *a->allocs) : NULL;
+    if (a->recs == NULL || a->hdrs == NULL || (fmt == FMT_BASE64 && a->allocs == NULL)) {
+        reply_error(req, 500, "other", "out of memory");
+        return -1;
+    }
+    a->n = n;
+    size_t i = 0, hi = 0;
+    uint64_t total = 0;
+    cJSON_ArrayForEach(r, recs)
+    {
+        struct in_rec *ir = &a->recs[i++];
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "timestamp");
+        if (t && !cJSON_IsNull(t)) {
+            if (s2_wire_get_u64(t, &ir->ts) != 0)
+                goto BAD_JSON;
+            ir->has_ts = true;
+        }
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(r, "body");
+        ir->body = (const uint8_t *)"";
+        int rc = 0;
+        if (b && !cJSON_IsNull(b)) {
+            if (!cJSON_IsString(b))
+                goto BAD_JSON;
+            rc = decode_str(a, b, fmt, &ir->body, &ir->body_len);
+        }
+        ir->headers = a->hdrs + hi;
+        const cJSON *hs = cJSON_GetObjectItemCaseSensitive(r, "headers");
+        const cJSON *h;
+        uint64_t hbytes = 0;
+        if (cJSON_IsArray(hs)) {
+            cJSON_ArrayForEach(h, hs)
+            {
+                if (rc != 0)
+                    break;
+                const cJSON *hn = cJSON_GetArrayItem(h, 0), *hv = cJSON_GetArrayItem(h, 1);
+                if (!cJSON_IsArray(h) || cJSON_GetArraySize(h) != 2 || !cJSON_IsString(hn) ||
+                    !cJSON_IsString(hv))
+                    goto BAD_JSON;
+                struct s2l_hdr *sh = &a->hdrs[hi++];
+                rc = decode_str(a, hn, fmt, &sh->name, &sh->name_len);
+                if (rc == 0)
+                    rc = decode_str(a, hv, fmt, &sh->value, &sh->value_len);
+                hbytes += sh->name_len + sh->value_len;
+                ir->nheaders++;
+            }
+        }
+        if (rc == -ENOMEM) {
+            reply_error(req, 500, "other", "out of memory");
+            return -1;
+        }
+        if (rc != 0) {
+            reply_error(req, 422, "invalid", "invalid Base64 encoding");
+            return -1;
+        }
+        uint64_t metered = s2l_metered_size(ir->nheaders, hbytes, ir->body_len);
+        if (metered > S2L_APPEND_MAX_BYTES) {
+            reply_error(req, 422, "invalid", "record must not exceed a metered size of 1 MiB");
+            return -1;
+        }
+        total += metered;
+        /* A command: exactly one header, with an empty name. */
+        if (ir->nheaders == 1 && ir->headers[0].name_len == 0) {
+            const struct s2l_hdr *c = &ir->headers[0];
+            bool fence = c->value_len == 5 && memcmp(c->value, "fence", 5) == 0;
+            bool trim = c->value_len == 4 && memcmp(c->value, "trim", 4) == 0;
+            if (!fence && !trim) {
+                reply_error(req, 422, "invalid", "unknown command");
+                return -1;
+            }
+            if (fence && ir->body_len > S2L_FENCE_MAX) {
+                reply_error(req, 422, "invalid", "fencing token must not exceed 36 bytes");
+                return -1;
+            }
+            if (trim && ir->body_len != 8) {
+                reply_error(req, 422, "invalid", "trim point must be an 8-byte seq_num");
+                return -1;
+            }
+        } else {
+            for (size_t k = 0; k < ir->nheaders; k++) {
+                if (ir->headers[k].name_len == 0) {
+                    reply_error(req, 422, "invalid", "header name must not be empty");
+                    return -1;
+                }
+            }
+        }
+    }
+    if (total > S2L_APPEND_MAX_BYTES) {
+        reply_error(req, 422, "invalid", "record batch must not exceed a metered size of 1 MiB");
+        return -1;
+    }
+    return 0;
+BAD_JSON:
+    reply_error(req, 400, "bad_json", "Failed to deserialize the JSON body");
+    return -1;
+}
+
+static void polls_wake(struct s2l_server *srv, struct s2l_stream *st);
+
+static void append(struct s2l_server *srv, struct evhttp_request *req, const uint8_t *name,
+                   size_t len)
+{
+    cJSON *body = NULL;
+    struct append_in a = {0};
+    struct s2l_rec *recs = NULL;
+    enum fmt fmt;
+    if (parse_format(req, &fmt) != 0)
+        return;
+    if (parse_json_body(req, false, &body) != 0)
+        return;
+    if (parse_append(req, body, fmt, &a) != 0)
+        goto OUT;
+    struct s2l_basin *b = request_basin(srv, req);
+    if (b == NULL)
+        goto OUT;
+    struct s2l_stream *st =
+        request_stream(srv, req, b, name, len, s2l_basin_get_config(b).create_stream_on_append);
+    if (st == NULL)
+        goto OUT;
+    size_t flen;
+    const char *fence = s2l_stream_fence(st, &flen);
+    uint64_t tail_seq, last_ts;
+    s2l_stream_tail(st, &tail_seq, &last_ts);
+    /* Fencing token first, then match_seq_num (as S2 checks them). */
+    if (a.has_fence && (strlen(a.fence) != flen || memcmp(a.fence, fence, flen) != 0)) {
+        cJSON *o = cJSON_CreateObject();
+        if (o) {
+            char tok[S2L_FENCE_MAX + 1];
+            memcpy(tok, fence, flen);
+            tok[flen] = 0;
+            cJSON_AddStringToObject(o, "fencing_token_mismatch", tok);
+        }
+        reply_cjson(req, 412, o);
+        cJSON_Delete(o);
+        goto OUT;
+    }
+    if (a.has_match && a.match != tail_seq) {
+        struct evbuffer *buf = evbuffer_new();
+        if (buf) {
+            evbuffer_add_printf(buf, "{\"seq_num_mismatch\":%" PRIu64 "}", tail_seq);
+            reply_json(req, 412, buf);
+            evbuffer_free(buf);
+        } else {
+            evhttp_send_error(req, 500, "out of memory");
+        }
+        goto OUT;
+    }
+    recs = calloc(a.n, sizeof *recs);
+    if (recs == NULL) {
+        reply_error(req, 500, "other", "out of memory");
+        goto OUT;
+    }
+    struct s2l_stream_config cfg = s2l_stream_get_config(st);
+    uint64_t now = now_ms(), prev = last_ts;
+    for (size_t i = 0; i < a.n; i++) {
+        const struct in_rec *ir = &a.recs[i];
+        uint64_t t = now;
+        if (cfg.ts_mode != S2L_TS_ARRIVAL && ir->has_ts) {
+            t = ir->ts;
+            if (!cfg.ts_uncapped && t > now)
+                t = now;
+        } else if (cfg.ts_mode == S2L_TS_CLIENT_REQUIRE) {
+            reply_error(req, 422, "invalid", "record timestamp was required but was missing");
+            goto OUT;
+        }
+        if (t < prev)
+            t = prev;
+        prev = t;
+        recs[i] = (struct s2l_rec){0, t, ir->nheaders, ir->headers, ir->body, ir->body_len};
+    }
+    uint64_t first = 0;
+    int rc = s2l_stream_append(st, recs, a.n, &first);
+    if (rc != 0) {
+        reply_errno(srv, req, rc, "appending");
+        goto OUT;
+    }
+    s2l_stream_tail(st, &tail_seq, &last_ts);
+    struct evbuffer *buf = evbuffer_new();
+    if (buf == NULL) {
+        evhttp_send_error(req, 500, "out of memory");
+        goto WAKE;
+    }
+    evbuffer_add_printf(buf,
+                        "{\"start\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "},"
+                        "\"end\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "},"
+                        "\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}",
+                        first, recs[0].timestamp, first + a.n, recs[a.n - 1].timestamp, tail_seq,
+                        last_ts);
+    reply_json(req, 200, buf);
+    evbuffer_free(buf);
+WAKE:
+    polls_wake(srv, st);
+OUT:
+    free(recs);
+    append_in_free(&a);
+    cJSON_Delete(body);
+}
+
+/* ---- read ---- */
+
+struct read_out {
+    const struct read_plan *plan;
+    struct evbuffer *buf;
+    uint64_t n, bytes;
+};
+
+static int read_one(const struct s2l_rec *rec, void *arg)
+{
+    struct read_out *o = arg;
+    const struct read_plan *p = o->plan;
+    uint64_t hbytes = 0;
+    for (size_t i = 0; i < rec->nheaders; i++)
+        hbytes += rec->headers[i].name_len + rec->headers[i].value_len;
+    uint64_t m = s2l_metered_size(rec->nheaders, hbytes, rec->body_len);
+    if (o->n >= p->count || m > p->bytes - o->bytes || (p->has_until && rec->timestamp >= p->until))
+        return 1;
+    struct evbuffer *b = o->buf;
+    int rc = evbuffer_add_printf(b, "%s{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64,
+                                 o->n ? "," : "", rec->seq_num, rec->timestamp) < 0
+                 ? -ENOMEM
+                 : 0;
+    if (rc == 0 && rec->nheaders > 0) {
+        rc = evbuffer_add(b, ",\"headers\":[", 12) ? -ENOMEM : 0;
+        for (size_t i = 0; rc == 0 && i < rec->nheaders; i++) {
+            const struct s2l_hdr *h = &rec->headers[i];
+            rc = evbuffer_add(b, i ? ",[" : "[", i ? 2 : 1) ? -ENOMEM : 0;
+            if (rc == 0)
+                rc = json_bytes(b, h->name, h->name_len, p->fmt);
+            if (rc == 0)
+                rc = evbuffer_add(b, ",", 1) ? -ENOMEM : 0;
+            if (rc == 0)
+                rc = json_bytes(b, h->value, h->value_len, p->fmt);
+            if (rc == 0)
+                rc = evbuffer_add(b, "]", 1) ? -ENOMEM : 0;
+        }
+        if (rc == 0)
+            rc = evbuffer_add(b, "]", 1) ? -ENOMEM : 0;
+    }
+    if (rc == 0 && rec->body_len > 0) {
+        rc = evbuffer_add(b, ",\"body\":", 8) ? -ENOMEM : 0;
+        if (rc == 0)
+            rc = json_bytes(b, rec->body, rec->body_len, p->fmt);
+    }
+    if (rc == 0)
+        rc = evbuffer_add(b, "}", 1) ? -ENOMEM : 0;
+    if (rc != 0)
+        return rc;
+    o->n++;
+    o->bytes += m;
+    return 0;
+}
+
+/* Read per plan and reply 200 {"records":[...],"tail":...}. */
+static void reply_records(struct s2l_server *srv, struct evhttp_request *req, struct s2l_stream *st,
+                          const struct read_plan *plan)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (buf == NULL) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    struct read_out o = {plan, buf, 0, 0};
+    evbuffer_add(buf, "{\"records\":[", 12);
+    size_t max = plan->count > S2L_READ_MAX_RECORDS ? S2L_READ_MAX_RECORDS : (size_t)plan->count;
+    int rc = s2l_stream_read(st, plan->start, max, read_one, &o);
+    if (rc != 0) {
+        reply_errno(srv, req, rc, "reading");
+        evbuffer_free(buf);
+        return;
+    }
+    uint64_t seq, ts;
+    s2l_stream_tail(st, &seq, &ts);
+    evbuffer_add_printf(buf, "],\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}", seq,
+                        ts);
+    reply_json(req, 200, buf);
+    evbuffer_free(buf);
+}
+
+static void poll_unlink(struct poll *p)
+{
+    struct s2l_server *srv = p->srv;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        srv->polls = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    srv->npolls--;
+    if (p->evcon)
+        evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+    event_free(p->timer);
+    free(p);
+}
+
+/* Answer a long poll with records (or none, on timeout) and drop it. */
+static void poll_answer(struct poll *p)
+{
+    struct evhttp_request *req = p->req;
+    struct s2l_server *srv = p->srv;
+    struct s2l_stream *st = p->st;
+    struct read_plan plan = p->plan;
+    poll_unlink(p);
+    reply_records(srv, req, st, &plan);
+}
+
+static void poll_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    poll_answer(arg);
+}
+
+/* The client's connection went away while its long poll waited. */
+static void poll_closed(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    struct poll *p = arg;
+    struct evhttp_request *req = p->req;
+    p->evcon = NULL;
+    poll_unlink(p);
+    /* A detached request is ours to free; an attached one libevent frees. */
+    if (evhttp_request_get_connection(req) == NULL)
+        evhttp_request_free(req);
+}
+
+static void polls_wake(struct s2l_server *srv, struct s2l_stream *st)
+{
+    struct poll *p = srv->polls;
+    while (p != NULL) {
+        struct poll *next = p->next;
+        if (p->st == st)
+            poll_answer(p);
+        p = next;
+    }
+}
+
+static int start_poll(struct s2l_server *srv, struct evhttp_request *req, struct s2l_stream *st,
+                      const struct read_plan *plan, uint32_t wait_s)
+{
+    if (srv->npolls >= srv->max_long_polls) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "retry-after-ms", "1000");
+        reply_error(req, 429, "rate_limited", "too many open long polls; retry later");
+        return 0;
+    }
+    struct poll *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return -ENOMEM;
+    p->timer = evtimer_new(srv->base, poll_timeout, p);
+    if (p->timer == NULL) {
+        free(p);
+        return -ENOMEM;
+    }
+    struct timeval tv = {(time_t)wait_s, 0};
+    evtimer_add(p->timer, &tv);
+    p->srv = srv;
+    p->req = req;
+    p->st = st;
+    p->plan = *plan;
+    p->evcon = evhttp_request_get_connection(req);
+    if (p->evcon)
+        evhttp_connection_set_closecb(p->evcon, poll_closed, p);
+    p->next = srv->polls;
+    if (srv->polls)
+        srv->polls->prev = p;
+    srv->polls = p;
+    srv->npolls++;
+    return 0;
+}
+
+static int query_u64(struct evhttp_request *req, struct evkeyvalq *q, const char *key, bool *has,
+                     uint64_t *v)
+{
+    const char *s = evhttp_find_header(q, key);
+    *has = s != NULL;
+    if (s == NULL)
+        return 0;
+    if (!parse_u64_str(s, v)) {
+        reply_error(req, 400, "bad_query", "Failed to deserialize query string: invalid `%s`", key);
+        return -1;
+    }
+    return 0;
+}
+
+static void read_records(struct s2l_server *srv, struct evhttp_request *req, struct evkeyvalq *q,
+                         const uint8_t *name, size_t len)
+{
+    struct read_plan plan = {0};
+    const char *accept = in_header(req, "Accept");
+    if (accept != NULL) {
+        while (*accept == ' ')
+            accept++;
+        if (strncasecmp(accept, "application/protobuf", 20) == 0 ||
+            strncasecmp(accept, "application/x-protobuf", 22) == 0 ||
+            strncasecmp(accept, "text/event-stream", 17) == 0) {
+            reply_error(req, 400, "bad_header",
+                        "s2-local answers reads in JSON only; send `Accept: application/json`");
+            return;
+        }
+    }
+    if (parse_format(req, &plan.fmt) != 0)
+        return;
+    bool has_seq, has_ts, has_off, has_count, has_bytes, has_wait;
+    uint64_t seq = 0, ts = 0, off = 0, wait = 0;
+    if (query_u64(req, q, "seq_num", &has_seq, &seq) ||
+        query_u64(req, q, "timestamp", &has_ts, &ts) ||
+        query_u64(req, q, "tail_offset", &has_off, &off) ||
+        query_u64(req, q, "count", &has_count, &plan.count) ||
+        query_u64(req, q, "bytes", &has_bytes, &plan.bytes) ||
+        query_u64(req, q, "until", &plan.has_until, &plan.until) ||
+        query_u64(req, q, "wait", &has_wait, &wait))
+        return;
+    if (wait > UINT32_MAX) {
+        reply_error(req, 400, "bad_query", "Failed to deserialize query string: invalid `wait`");
+        return;
+    }
+    bool clamp = false;
+    const char *cs = evhttp_find_header(q, "clamp");
+    if (cs != NULL) {
+        if (strcmp(cs, "true") != 0 && strcmp(cs, "false") != 0) {
+            reply_error(req, 400, "bad_query",
+                        "Failed to deserialize query string: invalid "
+                        "`clamp`");
+            return;
+        }
+        clamp = strcmp(cs, "true") == 0;
+    }
+    if ((int)has_seq + (int)has_ts + (int)has_off > 1) {
+        reply_error(req, 422, "invalid",
+                    "only one of seq_num, timestamp, or tail_offset can be provided");
+        return;
+    }
+    if (has_ts && plan.has_until && plan.until <= ts) {
+        reply_error(req, 422, "invalid", "start `timestamp` exceeds or equal to `until`");
+        return;
+    }
+    if (!has_count || plan.count > S2L_READ_MAX_RECORDS)
+        plan.count = S2L_READ_MAX_RECORDS;
+    if (!has_bytes || plan.bytes > S2L_READ_MAX_BYTES)
+        plan.bytes = S2L_READ_MAX_BYTES;
+    if (wait > S2L_MAX_WAIT_S)
+        wait = S2L_MAX_WAIT_S;
+
+    struct s2l_basin *b = request_basin(srv, req);
+    if (b == NULL)
+        return;
+    struct s2l_stream *st =
+        request_stream(srv, req, b, name, len, s2l_basin_get_config(b).create_stream_on_read);
+    if (st == NULL)
+        return;
+    uint64_t tail, last_ts;
+    s2l_stream_tail(st, &tail, &last_ts);
+    uint64_t start;
+    if (has_seq) {
+        if (seq > tail && !clamp) {
+            reply_tail(req, 416, st);
+            return;
+        }
+        start = seq > tail ? tail : seq;
+    } else if (has_ts) {
+        if (ts > last_ts && !clamp) {
+            reply_tail(req, 416, st);
+            return;
+        }
+        int rc = ts > last_ts ? 0 : s2l_stream_seek_timestamp(st, ts, &start);
+        if (ts > last_ts)
+            start = tail;
+        if (rc != 0) {
+            reply_errno(srv, req, rc, "seeking");
+            return;
+        }
+    } else {
+        start = tail - (off < tail ? off : tail);
+    }
+    uint64_t trim = s2l_stream_trim_point(st);
+    if (start < trim)
+        start = trim;
+    plan.start = start;
+    if (start >= tail) {
+        /* At the tail: a unary read can follow only with wait. */
+        if (wait == 0) {
+            reply_tail(req, 416, st);
+            return;
+        }
+        if (plan.count == 0 || plan.bytes == 0) {
+            reply_records(srv, req, st, &plan);
+            return;
+        }
+        int rc = start_poll(srv, req, st, &plan, (uint32_t)wait);
+        if (rc != 0)
+            reply_error(req, 500, "other", "out of memory");
+        return;
+    }
+    reply_records(srv, req, st, &plan);
+}
+
+/* ---- routing ---- */
+
+/* Percent-decode a path segment into a stream name; replies 400 bad_path
+ * and returns -1 when it is not a valid name. *out is malloc'd. */
+static int decode_stream_name(struct evhttp_request *req, const char *raw, size_t rawlen,
+                              uint8_t **out, size_t *len)
+{
+    char *seg = strndup(raw, rawlen);
+    if (seg == NULL) {
+        reply_error(req, 500, "other", "out of memory");
+        return -1;
+    }
+    size_t n = 0;
+    char *dec = evhttp_uridecode(seg, 0, &n);
+    free(seg);
+    if (dec == NULL) {
+        reply_error(req, 500, "other", "out of memory");
+        return -1;
+    }
+    if (!s2l_stream_name_valid((const uint8_t *)dec, n)) {
+        free(dec);
+        reply_error(req, 400, "bad_path",
+                    "Invalid stream name: 1 to 512 bytes of UTF-8, not `.` "
+                    "or `..`");
+        return -1;
+    }
+    *out = (uint8_t *)dec;
+    *len = n;
+    return 0;
+}
+
+static bool ends_with(const char *s, size_t len, const char *suffix, size_t *stem)
+{
+    size_t sl = strlen(suffix);
+    if (len <= sl || memcmp(s + len - sl, suffix, sl) != 0)
+        return false;
+    *stem = len - sl;
+    return true;
+}
+
+static void method_not_allowed(struct evhttp_request *req)
+{
+    reply_error(req, 405, "method_not_allowed", "method not allowed on this path");
+}
+
+static void route_streams(struct s2l_server *srv, struct evhttp_request *req,
+                          enum evhttp_cmd_type m, struct evkeyvalq *q, const char *rest)
+{
+    size_t rlen = strlen(rest), stem;
+    enum { OP_STREAM, OP_RECORDS, OP_TAIL } op = OP_STREAM;
+    if (ends_with(rest, rlen, "/records/tail", &stem))
+        op = OP_TAIL;
+    else if (ends_with(rest, rlen, "/records", &stem))
+        op = OP_RECORDS;
+    else
+        stem = rlen;
+    uint8_t *name = NULL;
+    size_t len = 0;
+    if (decode_stream_name(req, rest, stem, &name, &len) != 0)
+        return;
+    switch (op) {
+    case OP_STREAM:
+        if (m == EVHTTP_REQ_PUT)
+            stream_provision(srv, req, name, len, true);
+        else if (m == EVHTTP_REQ_GET)
+            stream_get(srv, req, name, len);
+        else
+            method_not_allowed(req);
+        break;
+    case OP_RECORDS:
+        if (m == EVHTTP_REQ_POST)
+            append(srv, req, name, len);
+        else if (m == EVHTTP_REQ_GET)
+            read_records(srv, req, q, name, len);
+        else
+            method_not_allowed(req);
+        break;
+    case OP_TAIL:
+        if (m == EVHTTP_REQ_GET)
+            check_tail(srv, req, name, len);
+        else
+            method_not_allowed(req);
+        break;
+    }
+    free(name);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct s2l_server *srv = arg;
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    if (path == NULL) {
+        reply_error(req, 400, "bad_path", "malformed request path");
+        return;
+    }
+    if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
+        reply_error(req, 400, "bad_query", "Failed to deserialize query string");
+        goto OUT;
+    }
+    if (strcmp(path, "/health") == 0 || strcmp(path, "/ping") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            reply_text(req, 200, "OK");
+        else
+            method_not_allowed(req);
+    } else if (strcmp(path, "/v1/basins") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            basins_list(srv, req, &q);
+        else if (m == EVHTTP_REQ_POST)
+            basin_provision(srv, req, NULL, false);
+        else
+            method_not_allowed(req);
+    } else if (strncmp(path, "/v1/basins/", 11) == 0) {
+        char *name = evhttp_uridecode(path + 11, 0, NULL);
+        if (name == NULL || !s2l_basin_name_valid(name, strlen(name)))
+            reply_error(req, 400, "bad_path", "Invalid basin name");
+        else if (m == EVHTTP_REQ_PUT)
+            basin_provision(srv, req, name, true);
+        else if (m == EVHTTP_REQ_GET)
+            basin_get(srv, req, name);
+        else
+            method_not_allowed(req);
+        free(name);
+    } else if (strcmp(path, "/v1/streams") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            streams_list(srv, req, &q);
+        else if (m == EVHTTP_REQ_POST)
+            stream_provision(srv, req, NULL, 0, false);
+        else
+            method_not_allowed(req);
+    } else if (strncmp(path, "/v1/streams/", 12) == 0) {
+        route_streams(srv, req, m, &q, path + 12);
+    } else if (strncmp(path, "/v1/access-tokens", 17) == 0 ||
+               strncmp(path, "/v1/metrics", 11) == 0 || strncmp(path, "/v1/locations", 13) == 0) {
+        reply_error(req, 501, "not_implemented", "not implemented by s2-local");
+    } else {
+        reply_error(req, 404, "not_found", "no route for %.200s", path);
+    }
+OUT:
+    evhttp_clear_headers(&q);
+}
+
+/* ---- lifecycle ---- */
+
+int s2l_server_new(struct event_base *base, const struct s2l_opts *opts, s2l_log_fn log,
+                   void *log_arg, struct s2l_server **out)
+{
+    int rc = -ENOMEM;
+    struct s2l_server *srv = calloc(1, sizeof *srv);
+    if (srv == NULL)
+        return -ENOMEM;
+    srv->base = base;
+    srv->log = log;
+    srv->log_arg = log_arg;
+    srv->max_long_polls = opts->max_long_polls ? opts->max_long_polls : S2L_DEFAULT_MAX_LONG_POLLS;
+    if (opts->basin != NULL) {
+        if (!s2l_basin_name_valid(opts->basin, strlen(opts->basin))) {
+            rc = -EINVAL;
+            slog(srv, 3, "invalid basin name: %s", opts->basin);
+            goto FAIL;
+        }
+        srv->basin = strdup(opts->basin);
+        if (srv->basin == NULL)
+            goto FAIL;
+    }
+    rc = s2l_store_open(opts->data_dir, opts->fsync, log, log_arg, &srv->store);
+    if (rc != 0) {
+        slog(srv, 3, "cannot open the data directory %s: %s", opts->data_dir, strerror(-rc));
+        goto FAIL;
+    }
+    if (srv->basin != NULL) {
+        struct s2l_basin *b;
+        enum s2l_provision res;
+        rc = s2l_store_basin_ensure(srv->store, srv->basin, NULL, &res, &b);
+        if (rc != 0)
+            goto FAIL;
+    }
+    rc = -ENOMEM;
+    srv->http = evhttp_new(base);
+    if (srv->http == NULL)
+        goto FAIL;
+    evhttp_set_max_body_size(srv->http, (ev_ssize_t)S2L_MAX_BODY);
+    evhttp_set_max_headers_size(srv->http, 64 * 1024);
+    /* Longer than the longest long poll. */
+    evhttp_set_timeout(srv->http, 2 * S2L_MAX_WAIT_S);
+    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(srv->http, on_request, srv);
+    const char *addr = opts->listen_addr ? opts->listen_addr : "127.0.0.1";
+    struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(srv->http, addr, opts->port);
+    if (sock == NULL) {
+        rc = -EADDRINUSE;
+        slog(srv, 3, "cannot listen on %s:%u", addr, (unsigned)opts->port);
+        goto FAIL;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    *out = srv;
+    return 0;
+FAIL:
+    s2l_server_free(srv);
+    return rc;
+}
+
+uint16_t s2l_server_port(const struct s2l_server *srv)
+{
+    return srv->port;
+}
+
+void s2l_server_free(struct s2l_server *srv)
+{
+    if (srv == NULL)
+        return;
+    while (srv->polls != NULL) {
+        struct poll *p = srv->polls;
+        struct evhttp_request *req = p->req;
+        poll_unlink(p);
+        reply_error(req, 503, "server_draining", "s2-local is shutting down");
+    }
+    if (srv->http)
+        evhttp_free(srv->http);
+    s2l_store_free(srv->store);
+    free(srv->basin);
+    free(srv);
+}
