@@ -25,7 +25,13 @@
  *     as text.
  *   - A plugin links the shared libevent; it drives the host's event_base.
  *   - On a connection a plugin streams on, the plugin owns the connection's
- *     close callback (evhttp_connection_set_closecb).
+ *     close callback (evhttp_connection_set_closecb). On connections of
+ *     other routes the host owns it (it ends the request's observation when
+ *     the client goes away while a reply is deferred): a plugin leaves it
+ *     alone there.
+ *   - The host owns libcurl's global state: it calls curl_global_init()
+ *     once before it loads any plugin and curl_global_cleanup() after the
+ *     last one is destroyed. A plugin never calls either.
  *
  * Plugin lifecycle:
  *   init()     -> register routes, observers, services; 0 or -errno.
@@ -34,6 +40,11 @@
  *                 inside shutdown()). The host stops waiting at the deadline.
  *   destroy()  -> free everything, synchronously; called once, after done()
  *                 or after the deadline, while the event_base still exists.
+ *                 Plugins are destroyed in reverse load order, before the
+ *                 host frees its evhttp server (which then frees every
+ *                 connection left). So destroy() must clear the close
+ *                 callbacks it set on connections and forget the requests it
+ *                 holds; the loop does not run again.
  */
 #ifndef AGENT_PLUGIN_H
 #define AGENT_PLUGIN_H
@@ -97,7 +108,9 @@ struct agent_request_info {
     const char *path;
     const char *operation_id; /* NULL when the route has none */
     const char *request_id;   /* inbound X-Request-Id, or one the host made */
-    int status;               /* final HTTP status; 0 if none was sent */
+    int status;               /* final HTTP status; 0 if none was sent, or
+                                 the connection closed before the reply
+                                 completed (non-streaming routes) */
     double duration_ms;       /* from dispatch to completion */
     uint32_t route_flags;     /* AGENT_ROUTE_* of the matched route */
 };
@@ -139,7 +152,9 @@ struct agent_host_api {
     /* A streaming route calls this exactly once when its request ends
      * without evhttp_send_reply_end() having completed it normally (client
      * gone, host shutdown). status is what the client was sent (e.g. 200).
-     * Safe to call for a request the host already saw complete (no-op). */
+     * Safe to call for a request the host already saw complete (no-op).
+     * The host does not touch req here, so it may be called just before or
+     * after the plugin frees or ends req. */
     void (*request_end)(void *host, struct evhttp_request *req, int status);
 
     /* Named-service registry. A service is a plugin-defined const struct
