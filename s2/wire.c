@@ -55,6 +55,22 @@ static char *quote_big_integers(const char *text, size_t len)
                 i++;
             int integer = !(i < len && (text[i] == '.' || text[i] == 'e' || text[i] == 'E'));
             size_t digits = i - start - (c == '-');
+            /* Copy a fraction and exponent with their number: their digit
+             * runs are not integers of their own. */
+            if (!integer) {
+                if (i < len && text[i] == '.') {
+                    i++;
+                    while (i < len && is_digit(text[i]))
+                        i++;
+                }
+                if (i < len && (text[i] == 'e' || text[i] == 'E')) {
+                    i++;
+                    if (i < len && (text[i] == '+' || text[i] == '-'))
+                        i++;
+                    while (i < len && is_digit(text[i]))
+                        i++;
+                }
+            }
             if (integer && c != '-' && digits >= WIRE_BIG_DIGITS) {
                 out[o++] = '"';
                 memcpy(out + o, text + start, i - start);
@@ -199,7 +215,8 @@ int s2_base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_le
             if (pad > 0 || (v[k] = b64_value(c)) < 0)
                 goto FAIL;
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         buf[o++] = (uint8_t)(w >> 16);
         if (pad < 2)
             buf[o++] = (uint8_t)(w >> 8);

@@ -24,21 +24,29 @@ struct s2_batcher_opts {
     uint32_t max_records;   /* 1..1000 */
     uint32_t queue_records; /* bound on records waiting (not in flight) */
     size_t queue_bytes;     /* bound on bytes waiting; 0 = 64 MiB */
+    /* Batcher-level retries (appends, ensure, check-tail) go on forever with
+     * delay in [b/2, b], b = min(retry_base_ms * 2^n, retry_max_ms). */
+    uint64_t retry_base_ms; /* 0 = 100 */
+    uint64_t retry_max_ms;  /* 0 = 5000 */
 };
 
 struct s2_batcher_stats {
-    uint64_t added;         /* accepted by s2_batcher_add */
-    uint64_t appended;      /* acknowledged by S2 */
-    uint64_t dropped_full;  /* refused: queue full */
-    uint64_t dropped_large; /* refused: record over 1 MiB metered */
-    uint64_t retries;       /* append attempts beyond the first */
-    uint64_t batches;       /* acknowledged appends */
-    uint64_t pending;       /* waiting + in flight */
+    uint64_t added;            /* accepted by s2_batcher_add */
+    uint64_t appended;         /* acknowledged by S2 */
+    uint64_t dropped_full;     /* refused: queue full */
+    uint64_t dropped_large;    /* refused: record over 1 MiB metered */
+    uint64_t retries;          /* append attempts beyond the first */
+    uint64_t batches;          /* acknowledged appends */
+    uint64_t pending;          /* waiting + in flight */
+    uint64_t dropped_rejected; /* refused by S2 for good (400/422); logged */
 };
 
 /* Create a batcher appending to stream through client (borrowed, must
- * outlive the batcher). The first append learns the tail (check-tail,
- * creating the stream if needed). */
+ * outlive the batcher). It starts at once: ensures the stream exists (PUT,
+ * idempotent) and learns its tail (check-tail); the first append waits for
+ * that. Appends use match_seq_num; after a 412 whose tail leaves room for
+ * the batch, the batcher reads the range back and counts the batch as
+ * appended when it is there, so retries neither duplicate nor lose. */
 int s2_batcher_new(struct s2_client *client, const char *stream, const struct s2_batcher_opts *opts,
                    s2_log_fn log, void *log_arg, struct s2_batcher **out);
 
@@ -47,13 +55,16 @@ int s2_batcher_new(struct s2_client *client, const char *stream, const struct s2
 int s2_batcher_add(struct s2_batcher *b, const void *body, size_t len);
 
 /* Send everything pending now and call done(flushed, arg) once all of it is
- * acknowledged (flushed = 1) or deadline_ms passed (flushed = 0). */
-int s2_batcher_flush(struct s2_batcher *b, uint64_t deadline_ms, void (*done)(int flushed, void *arg),
-                     void *arg);
+ * acknowledged (flushed = 1) or deadline_ms passed (flushed = 0). done runs
+ * on the loop, never from inside this call, and may free the batcher.
+ * Returns 0, -EALREADY (a flush is running). */
+int s2_batcher_flush(struct s2_batcher *b, uint64_t deadline_ms,
+                     void (*done)(int flushed, void *arg), void *arg);
 
 void s2_batcher_get_stats(const struct s2_batcher *b, struct s2_batcher_stats *out);
 
-/* Stop and free; whatever is still pending is counted lost and logged. */
+/* Stop and free; whatever is still pending is counted lost and logged.
+ * May be called from the flush callback. NULL is a no-op. */
 void s2_batcher_free(struct s2_batcher *b);
 
 #endif /* S2_BATCHER_H */

@@ -3,13 +3,19 @@
  * check-tail, ensure stream) on an s2_loop.
  *
  * Every request completes through its callback, exactly once, on the loop
- * thread, unless it is cancelled first. Requests carry S2-Basin,
+ * thread, never from inside the call that started it, unless it is
+ * cancelled first. In a callback, err is NULL on success (and the payload
+ * is set); on failure err is set and the payload is NULL. Both are owned by
+ * the client and valid only during the callback. Requests carry S2-Basin,
  * Authorization: Bearer, S2-Format: base64; stream names are
  * percent-encoded; u64 positions are exact. Retryable failures (408, 429,
  * 5xx, connection errors) are retried with capped exponential backoff and
  * jitter, honouring retry-after-ms and Retry-After, within the request's
- * total timeout. Appends are retried only when that cannot duplicate data:
- * see s2/batcher.h for exactly-once appends.
+ * attempt budget (s2_config max_attempts; each attempt is bounded by
+ * request_timeout_ms, connection by connect_timeout_ms). Appends are retried
+ * only when that cannot duplicate data (unless retry_unsafe): see
+ * s2/batcher.h for exactly-once appends. A plain append without
+ * match_seq_num is at-least-once, as with the official SDKs.
  */
 #ifndef S2_CLIENT_H
 #define S2_CLIENT_H
@@ -42,13 +48,15 @@ struct s2_position {
 
 struct s2_error {
     enum s2_error_kind kind;
-    int http_status;     /* 0 when no response */
-    char code[40];       /* S2 error code ("rate_limited"...), "" if none */
-    char message[256];   /* human text; never contains the token */
-    int retryable;       /* the status/code is retryable per S2 */
-    int has_tail;        /* 412 seq_num_mismatch / 416: tail is set */
+    int http_status;   /* 0 when no response */
+    char code[40];     /* S2 error code ("rate_limited"...), "" if none */
+    char message[256]; /* human text; never contains the token */
+    int retryable;     /* the status/code is retryable per S2 */
+    int has_tail;      /* 412 seq_num_mismatch / 416: tail is set */
     struct s2_position tail;
-    int fencing_mismatch; /* 412 fencing_token_mismatch */
+    int fencing_mismatch;    /* 412 fencing_token_mismatch */
+    uint32_t attempts;       /* attempts made, retries included */
+    uint64_t retry_after_ms; /* server's retry-after-ms / Retry-After, 0 if none */
 };
 
 /* A record as returned by a read. body is raw (decoded) bytes. */
@@ -71,6 +79,7 @@ struct s2_read_batch {
 
 struct s2_append_ack {
     struct s2_position start, end, tail;
+    uint32_t attempts; /* attempts made, retries included */
 };
 
 struct s2_read_opts {
@@ -89,8 +98,10 @@ struct s2_append_record {
     size_t len;
 };
 
-typedef void (*s2_append_cb)(const struct s2_error *err, const struct s2_append_ack *ack, void *arg);
-typedef void (*s2_read_cb)(const struct s2_error *err, const struct s2_read_batch *batch, void *arg);
+typedef void (*s2_append_cb)(const struct s2_error *err, const struct s2_append_ack *ack,
+                             void *arg);
+typedef void (*s2_read_cb)(const struct s2_error *err, const struct s2_read_batch *batch,
+                           void *arg);
 typedef void (*s2_tail_cb)(const struct s2_error *err, const struct s2_position *tail, void *arg);
 typedef void (*s2_done_cb)(const struct s2_error *err, void *arg);
 
@@ -101,7 +112,8 @@ typedef void (*s2_log_fn)(int level, const char *msg, void *arg);
 int s2_client_new(struct s2_loop *loop, const struct s2_config *cfg, s2_log_fn log, void *log_arg,
                   struct s2_client **out);
 
-/* Cancel every request (no callbacks) and free. NULL is a no-op. */
+/* Cancel every request (no callbacks) and free. NULL is a no-op. May be
+ * called from inside a request callback. */
 void s2_client_free(struct s2_client *client);
 
 /* Append records (1..1000, <= 1 MiB metered) to stream. match_seq_num may be
@@ -124,8 +136,12 @@ int s2_client_check_tail(struct s2_client *client, const char *stream, s2_tail_c
 int s2_client_ensure_stream(struct s2_client *client, const char *stream, s2_done_cb cb, void *arg,
                             struct s2_request **req_out);
 
-/* Cancel a request: its callback will not run. */
+/* Cancel a request: its callback will not run. req is valid until its
+ * callback returns; cancelling from inside its own callback is a no-op. */
 void s2_request_cancel(struct s2_request *req);
+
+/* The loop the client runs on (borrowed). */
+struct s2_loop *s2_client_loop(const struct s2_client *client);
 
 /* Metered size of a record with no headers: 8 + len. */
 static inline size_t s2_metered_size(size_t body_len)

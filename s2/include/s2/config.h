@@ -30,8 +30,13 @@ struct s2_config {
     uint64_t linger_ms;
     uint32_t max_records;
     uint32_t queue_records;
-    uint64_t request_timeout_ms;
+    uint64_t request_timeout_ms; /* one attempt, connect included */
     uint64_t connect_timeout_ms;
+    /* Retries of one request (not read from the environment; 0 = default):
+     * delay = b + rand[0, b], b = min(retry_base_ms * 2^n, retry_max_ms). */
+    uint64_t retry_base_ms; /* default 100 */
+    uint64_t retry_max_ms;  /* default 1000 */
+    uint32_t max_attempts;  /* attempts in all, default 3 */
 };
 
 /* Fill *out from lookup (defaults for unset keys). On a malformed value

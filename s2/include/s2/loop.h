@@ -20,7 +20,11 @@ typedef void (*s2_loop_done_fn)(CURL *easy, int result, void *arg);
 /* Create a loop on base (borrowed; must outlive the loop). */
 int s2_loop_new(struct event_base *base, struct s2_loop **out);
 
-/* Start a transfer. The loop takes ownership of easy (even on failure). */
+/* The event_base the loop runs on (borrowed). */
+struct event_base *s2_loop_base(const struct s2_loop *loop);
+
+/* Start a transfer. The loop takes ownership of easy (even on failure) and
+ * uses its CURLOPT_PRIVATE. */
 int s2_loop_add(struct s2_loop *loop, CURL *easy, s2_loop_done_fn done, void *arg);
 
 /* Abort a transfer without calling its done callback; frees easy. */
@@ -29,7 +33,8 @@ void s2_loop_cancel(struct s2_loop *loop, CURL *easy);
 /* Number of transfers in flight. */
 unsigned s2_loop_active(const struct s2_loop *loop);
 
-/* Cancel every transfer (no callbacks) and free. NULL is a no-op. */
+/* Cancel every transfer (no callbacks) and free. NULL is a no-op. May be
+ * called from a done callback (the free completes when it returns). */
 void s2_loop_free(struct s2_loop *loop);
 
 #endif /* S2_LOOP_H */

@@ -15,7 +15,7 @@
 struct s2_reader_req;
 
 struct s2_page_opts {
-    int has_seq_num, has_timestamp;
+    int has_seq_num, has_timestamp; /* at most one; neither = from seq_num 0 */
     uint64_t seq_num, timestamp;
     uint64_t count; /* 1..1000 */
     uint64_t bytes; /* 0 = 1 MiB */
@@ -24,22 +24,27 @@ struct s2_page_opts {
     int skip_commands; /* drop command records from the page */
 };
 
-/* The result of one page read. Valid only during the callback. */
+/* The result of one page read. Owned by the reader; the page, its records
+ * and their bodies are valid only during the callback. */
 struct s2_page {
     const struct s2_record *records;
     size_t count;
-    uint64_t next_seq_num; /* position after the last record read (or the start) */
-    int has_more;          /* records remain before the tail within until */
-    struct s2_position tail;
+    uint64_t next_seq_num;   /* position after the last record read (or the start;
+                                when caught up from a timestamp: the tail) */
+    int has_more;            /* records remain before the tail within until */
+    struct s2_position tail; /* the stream's tail as last seen */
 };
 
+/* err is NULL on success (page set); on failure page is NULL. A 416 is a
+ * success: an empty page with has_more = 0. */
 typedef void (*s2_page_cb)(const struct s2_error *err, const struct s2_page *page, void *arg);
 
 /* Start a page read. *req_out (may be NULL) lets the caller cancel it. */
 int s2_reader_read(struct s2_client *client, const char *stream, const struct s2_page_opts *opts,
                    s2_page_cb cb, void *arg, struct s2_reader_req **req_out);
 
-/* Cancel: the callback will not run. */
+/* Cancel: the callback will not run. req is valid until its callback
+ * returns; cancelling from inside the callback is a no-op. */
 void s2_reader_cancel(struct s2_reader_req *req);
 
 #endif /* S2_READER_H */
