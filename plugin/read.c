@@ -18,7 +18,6 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 
@@ -36,6 +35,8 @@
 #define TEL_READ_SCAN_RECORDS 10000
 #define TEL_READ_SCAN_READS 16
 #define TEL_READ_SCAN_MS 3000
+/* How often pending requests are checked for clients that went away. */
+#define TEL_READ_WATCH_MS 200
 /* Requests waiting on S2 at once; more get 503. */
 #define TEL_READ_MAX_PENDING 32
 /* Nesting accepted in an archived envelope: the publish path accepts data
@@ -53,6 +54,7 @@ struct tel_read {
     char *stream;
     struct tel_read_req *pending; /* doubly linked */
     unsigned npending;
+    struct event *watch; /* looks for abandoned requests while any is pending */
     int shut;
     uint64_t invalid_total;
 };
@@ -62,8 +64,7 @@ struct tel_read_req {
     struct tel_read_req *prev, *next;
     struct tel_read *r;
     struct evhttp_request *req;
-    struct evhttp_connection *evcon; /* while its close callback is ours */
-    struct s2_reader_req *s2;        /* the read in flight, if any */
+    struct s2_reader_req *s2; /* the read in flight, if any */
     struct tel_read_params p;
     struct tel_scan scan;
     unsigned reads;
@@ -524,6 +525,8 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static void on_watch(evutil_socket_t fd, short what, void *arg);
+
 int tel_read_new(const struct tel_read_opts *opts, struct tel_read **out)
 {
     struct tel_read *r = calloc(1, sizeof *r);
@@ -540,6 +543,15 @@ int tel_read_new(const struct tel_read_opts *opts, struct tel_read **out)
     } else {
         r->client = NULL; /* no stream, no archive */
     }
+    if (r->client != NULL && r->api != NULL && r->api->event_base != NULL) {
+        struct event_base *base = r->api->event_base(r->api->host);
+        r->watch = base != NULL ? evtimer_new(base, on_watch, r) : NULL;
+        if (base != NULL && r->watch == NULL) {
+            free(r->stream);
+            free(r);
+            return -ENOMEM;
+        }
+    }
     *out = r;
     return 0;
 }
@@ -547,37 +559,6 @@ int tel_read_new(const struct tel_read_opts *opts, struct tel_read **out)
 uint64_t tel_read_invalid_total(const struct tel_read *r)
 {
     return r->invalid_total;
-}
-
-static void on_close(struct evhttp_connection *evcon, void *arg);
-
-/* Learn of the client going away while the reply is deferred: evhttp stops
- * reading during a request, so read again with no read callback (as evhttp
- * itself does while it writes a reply); EOF then closes the connection and
- * runs the close callback. */
-static void watch_close(struct tel_read_req *rr)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(rr->req);
-    if (evcon == NULL)
-        return;
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    bufferevent_data_cb rcb, wcb;
-    bufferevent_event_cb ecb;
-    void *cbarg;
-    rr->evcon = evcon;
-    evhttp_connection_set_closecb(evcon, on_close, rr);
-    if (bev != NULL) {
-        bufferevent_getcb(bev, &rcb, &wcb, &ecb, &cbarg);
-        bufferevent_setcb(bev, NULL, wcb, ecb, cbarg);
-        bufferevent_enable(bev, EV_READ);
-    }
-}
-
-static void unwatch_close(struct tel_read_req *rr)
-{
-    if (rr->evcon != NULL)
-        evhttp_connection_set_closecb(rr->evcon, NULL, NULL);
-    rr->evcon = NULL;
 }
 
 /* Unlink, cancel the read in flight, free. Does not touch rr->req. */
@@ -598,23 +579,38 @@ static void req_free(struct tel_read_req *rr)
     free(rr);
 }
 
-static void on_close(struct evhttp_connection *evcon, void *arg)
+/* The host owns the close callback of this route's connections: when a
+ * client goes away during a deferred reply, evhttp detaches the request
+ * (no connection) and the host stops observing it. Nobody else frees a
+ * detached request, so abandon() cancels its S2 read and frees it. */
+static void abandon(struct tel_read_req *rr)
 {
-    struct tel_read_req *rr = arg;
-    struct tel_read *r = rr->r;
     struct evhttp_request *req = rr->req;
-    /* Detached (client gone): the request is ours to free. Still attached
-     * (the host tears the connection down): libevent frees it after this. */
-    int detached = evhttp_request_get_connection(req) == NULL;
-
-    (void)evcon;
-    rr->evcon = NULL;
-    read_log(r, AGENT_LOG_DEBUG, "client went away after %u S2 read(s); read cancelled", rr->reads);
+    read_log(rr->r, AGENT_LOG_DEBUG, "client went away after %u S2 read(s); read cancelled",
+             rr->reads);
     req_free(rr);
-    if (r->api != NULL && r->api->request_end != NULL)
-        r->api->request_end(r->api->host, req, 0);
-    if (detached)
-        evhttp_request_free(req);
+    evhttp_request_free(req);
+}
+
+static void watch_arm(struct tel_read *r)
+{
+    static const struct timeval every = {0, TEL_READ_WATCH_MS * 1000};
+    if (r->watch != NULL && !evtimer_pending(r->watch, NULL))
+        evtimer_add(r->watch, &every);
+}
+
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    struct tel_read *r = arg;
+    (void)fd;
+    (void)what;
+    for (struct tel_read_req *rr = r->pending, *next; rr != NULL; rr = next) {
+        next = rr->next;
+        if (evhttp_request_get_connection(rr->req) == NULL)
+            abandon(rr);
+    }
+    if (r->npending > 0)
+        watch_arm(r);
 }
 
 static void add_u64_header(struct evkeyvalq *h, const char *name, uint64_t v)
@@ -660,7 +656,6 @@ static void finish_page(struct tel_read_req *rr)
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     struct evbuffer *body = evbuffer_new();
 
-    unwatch_close(rr);
     if (rr->scan.invalid > 0) {
         r->invalid_total += rr->scan.invalid;
         read_log(r, AGENT_LOG_WARN,
@@ -691,7 +686,6 @@ static void finish_page(struct tel_read_req *rr)
 static void finish_error(struct tel_read_req *rr, int status, const char *fmt, const char *detail)
 {
     struct evhttp_request *req = rr->req;
-    unwatch_close(rr);
     tel_http_error(req, status, fmt, detail);
     req_free(rr);
 }
@@ -839,7 +833,7 @@ void tel_read_handle(struct evhttp_request *req, void *arg)
         req_free(rr);
         return;
     }
-    watch_close(rr);
+    watch_arm(r);
 }
 
 void tel_read_shutdown(struct tel_read *r)
@@ -847,10 +841,11 @@ void tel_read_shutdown(struct tel_read *r)
     if (r == NULL)
         return;
     r->shut = 1;
+    if (r->watch != NULL)
+        evtimer_del(r->watch);
     while (r->pending != NULL) {
         struct tel_read_req *rr = r->pending;
         struct evhttp_request *req = rr->req;
-        unwatch_close(rr);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         tel_http_error(req, 503, "shutting down");
         req_free(rr);
@@ -864,6 +859,8 @@ void tel_read_free(struct tel_read *r)
     /* Normally empty after shutdown; never leave a read behind. */
     while (r->pending != NULL)
         req_free(r->pending);
+    if (r->watch != NULL)
+        event_free(r->watch);
     free(r->stream);
     free(r);
 }
