@@ -242,7 +242,6 @@ int host_listen(struct host *h, const char *addr, int port, char *err, size_t er
         snprintf(err, errlen, "cannot listen on %s:%d: %s", addr, port, strerror(e));
         return -e;
     }
-    hlog(AGENT_LOG_INFO, "listening on http://%s:%d", addr, host_port(h));
     return 0;
 }
 

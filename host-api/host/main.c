@@ -133,7 +133,8 @@ int main(int argc, char **argv)
         hlog(AGENT_LOG_ERROR, "cannot install signal handlers");
         goto out;
     }
-    hlog(AGENT_LOG_INFO, "agent %s ready", AGENT_VERSION);
+    hlog(AGENT_LOG_INFO, "agent %s listening on http://%s:%d", AGENT_VERSION, addr,
+         host_port(a.host));
     if (event_base_dispatch(a.base) < 0) {
         hlog(AGENT_LOG_ERROR, "event loop failed");
         goto out;
