@@ -48,11 +48,20 @@ static void log_stderr(int level, const char *msg, void *arg)
     fprintf(stderr, "s2-local: %s: %s\n", level_names[level > 3 ? 3 : level], msg);
 }
 
+struct app {
+    struct event_base *base;
+    struct s2l_server *srv;
+};
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
+    struct app *app = arg;
     fprintf(stderr, "s2-local: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    event_base_loopexit(arg, NULL);
+    /* Let the answers to open long polls go out first. */
+    s2l_server_drain(app->srv);
+    struct timeval tv = {0, 100 * 1000};
+    event_base_loopexit(app->base, &tv);
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -145,27 +154,28 @@ int main(int argc, char **argv)
     }
 
     int status = 1;
-    struct s2l_server *srv = NULL;
+    struct app app = {0};
     struct event *sigint = NULL, *sigterm = NULL;
     struct event_base *base = event_base_new();
     if (base == NULL) {
         fprintf(stderr, "s2-local: cannot create the event loop\n");
         return 1;
     }
+    app.base = base;
     signal(SIGPIPE, SIG_IGN);
-    sigint = evsignal_new(base, SIGINT, on_signal, base);
-    sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+    int rc = s2l_server_new(base, &opts, log_stderr, NULL, &app.srv);
+    if (rc != 0) {
+        fprintf(stderr, "s2-local: cannot start: %s\n", strerror(-rc));
+        goto OUT;
+    }
+    sigint = evsignal_new(base, SIGINT, on_signal, &app);
+    sigterm = evsignal_new(base, SIGTERM, on_signal, &app);
     if (sigint == NULL || sigterm == NULL || evsignal_add(sigint, NULL) != 0 ||
         evsignal_add(sigterm, NULL) != 0) {
         fprintf(stderr, "s2-local: cannot install signal handlers\n");
         goto OUT;
     }
-    int rc = s2l_server_new(base, &opts, log_stderr, NULL, &srv);
-    if (rc != 0) {
-        fprintf(stderr, "s2-local: cannot start: %s\n", strerror(-rc));
-        goto OUT;
-    }
-    unsigned port = s2l_server_port(srv);
+    unsigned port = s2l_server_port(app.srv);
     const char *host = opts.listen_addr;
     if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
         host = "127.0.0.1";
@@ -187,7 +197,7 @@ int main(int argc, char **argv)
     }
     status = 0;
 OUT:
-    s2l_server_free(srv);
+    s2l_server_free(app.srv);
     if (sigint)
         event_free(sigint);
     if (sigterm)

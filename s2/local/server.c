@@ -35,6 +35,8 @@ struct poll;
 struct s2l_server {
     struct event_base *base;
     struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    bool draining;
     uint16_t port;
     struct s2l_store *store;
     char *basin; /* the configured basin, or NULL for any */
@@ -1371,6 +1373,10 @@ static void polls_wake(struct s2l_server *srv, struct s2l_stream *st)
 static int start_poll(struct s2l_server *srv, struct evhttp_request *req, struct s2l_stream *st,
                       const struct read_plan *plan, uint32_t wait_s)
 {
+    if (srv->draining) {
+        reply_error(req, 503, "server_draining", "s2-local is shutting down");
+        return 0;
+    }
     if (srv->npolls >= srv->max_long_polls) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "retry-after-ms", "1000");
         reply_error(req, 429, "rate_limited", "too many open long polls; retry later");
@@ -1726,6 +1732,7 @@ int s2l_server_new(struct event_base *base, const struct s2l_opts *opts, s2l_log
         slog(srv, 3, "cannot listen on %s:%u", addr, (unsigned)opts->port);
         goto FAIL;
     }
+    srv->sock = sock;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) == 0) {
@@ -1746,16 +1753,27 @@ uint16_t s2l_server_port(const struct s2l_server *srv)
     return srv->port;
 }
 
-void s2l_server_free(struct s2l_server *srv)
+void s2l_server_drain(struct s2l_server *srv)
 {
-    if (srv == NULL)
-        return;
+    srv->draining = true;
+    if (srv->sock != NULL) {
+        evhttp_del_accept_socket(srv->http, srv->sock);
+        srv->sock = NULL;
+    }
     while (srv->polls != NULL) {
         struct poll *p = srv->polls;
         struct evhttp_request *req = p->req;
         poll_unlink(p);
         reply_error(req, 503, "server_draining", "s2-local is shutting down");
     }
+}
+
+void s2l_server_free(struct s2l_server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->http)
+        s2l_server_drain(srv);
     if (srv->http)
         evhttp_free(srv->http);
     s2l_store_free(srv->store);

@@ -38,6 +38,13 @@ int s2l_server_new(struct event_base *base, const struct s2l_opts *opts, s2l_log
 /* The port actually bound. */
 uint16_t s2l_server_port(const struct s2l_server *srv);
 
+/* Begin a graceful stop: stop accepting connections and answer open long
+ * polls (and any later wait= read) 503 server_draining. Run the loop a
+ * little afterwards (e.g. 100 ms) so the answers go out, then call
+ * s2l_server_free. Optional: s2l_server_free drains too, but its answers
+ * cannot reach the clients. */
+void s2l_server_drain(struct s2l_server *srv);
+
 /* Stop listening, answer open long polls, close the store, free. */
 void s2l_server_free(struct s2l_server *srv);
 
