@@ -305,9 +305,13 @@ static void on_append(const struct s2_error *err, const struct s2_append_ack *ac
             start_verify(b);
         } else {
             /* It would sit at [next_seq, next_seq + n): not there. */
-            if (!b->ambiguous)
-                blog(b, 2, "s2 batcher: stream tail is %" PRIu64 ", expected %" PRIu64,
-                     err->tail.seq_num, b->next_seq);
+            blog(b, 2, "s2 batcher: stream tail is %" PRIu64 ", expected %" PRIu64,
+                 err->tail.seq_num, b->next_seq);
+            if (err->tail.seq_num == b->next_seq) {
+                /* A 412 naming our own position makes no sense: do not spin. */
+                backoff(b, B_APPEND, 0);
+                return;
+            }
             b->next_seq = err->tail.seq_num;
             send_frozen(b);
         }
@@ -487,6 +491,14 @@ static void count_drop(struct s2_batcher *b, uint64_t *counter, const char *why)
         b->drops_logged_ms = now ? now : 1;
         b->drops_unlogged = 0;
     }
+}
+
+void s2_batcher_opts_from_config(const struct s2_config *cfg, struct s2_batcher_opts *out)
+{
+    memset(out, 0, sizeof *out);
+    out->linger_ms = cfg->linger_ms;
+    out->max_records = cfg->max_records ? cfg->max_records : 50;
+    out->queue_records = cfg->queue_records;
 }
 
 int s2_batcher_add(struct s2_batcher *b, const void *body, size_t len)

@@ -739,6 +739,9 @@ int s2_client_new(struct s2_loop *loop, const struct s2_config *cfg, s2_log_fn l
         goto FAIL;
     if ((rc = build_headers(c)) < 0)
         goto FAIL;
+    const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+    if (vi == NULL || !(vi->features & CURL_VERSION_ASYNCHDNS))
+        client_log(c, 2, "libcurl has no asynchronous resolver: name lookups may block the loop");
     *out = c;
     return 0;
 FAIL:

@@ -41,6 +41,10 @@ struct s2_batcher_stats {
     uint64_t dropped_rejected; /* refused by S2 for good (400/422); logged */
 };
 
+/* Options from S2_BATCHER_* (linger, max records, queue records); the
+ * rest defaults. */
+void s2_batcher_opts_from_config(const struct s2_config *cfg, struct s2_batcher_opts *out);
+
 /* Create a batcher appending to stream through client (borrowed, must
  * outlive the batcher). It starts at once: ensures the stream exists (PUT,
  * idempotent) and learns its tail (check-tail); the first append waits for

@@ -1,0 +1,90 @@
+/* test_wire.c - exact u64 JSON and base64. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "s2/wire.h"
+
+Test(s2_wire, big_integers_exact)
+{
+    const char *text = "{\"a\":18446744073709551615,\"b\":9007199254740993,\"c\":42,"
+                       "\"d\":18446744073709551616,\"e\":\"18446744073709551000\"}";
+    cJSON *root = NULL;
+    cr_assert_eq(s2_wire_parse(text, strlen(text), &root), 0);
+    uint64_t v = 0;
+    cr_assert_eq(s2_wire_get_u64(cJSON_GetObjectItem(root, "a"), &v), 0);
+    cr_assert_eq(v, UINT64_MAX);
+    cr_assert_eq(s2_wire_get_u64(cJSON_GetObjectItem(root, "b"), &v), 0);
+    cr_assert_eq(v, 9007199254740993ULL);
+    cr_assert_eq(s2_wire_get_u64(cJSON_GetObjectItem(root, "c"), &v), 0);
+    cr_assert_eq(v, 42);
+    cr_assert_eq(s2_wire_get_u64(cJSON_GetObjectItem(root, "d"), &v), -ERANGE);
+    cJSON_Delete(root);
+}
+
+Test(s2_wire, fractions_and_exponents_stay_numbers)
+{
+    /* Long digit runs after '.' or in an exponent are not integers. */
+    const char *text =
+        "{\"f\":0.12345678901234567890,\"g\":1.5e1234567890123456,\"h\":-12345678901234567,"
+        "\"i\":[1e5,2E-3,12345678901234567.5]}";
+    cJSON *root = NULL;
+    cr_assert_eq(s2_wire_parse(text, strlen(text), &root), 0, "valid JSON refused");
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(root, "f")));
+    cr_assert_float_eq(cJSON_GetObjectItem(root, "f")->valuedouble, 0.123456789, 1e-9);
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(root, "h")));
+    uint64_t v = 0;
+    cr_assert_eq(s2_wire_get_u64(cJSON_GetObjectItem(root, "h"), &v), -EINVAL);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(root, "i")), 3);
+    cJSON_Delete(root);
+}
+
+Test(s2_wire, strings_untouched)
+{
+    const char *text = "{\"s\":\"12345678901234567890 \\\" 98765432109876543210\"}";
+    cJSON *root = NULL;
+    cr_assert_eq(s2_wire_parse(text, strlen(text), &root), 0);
+    cr_assert_str_eq(cJSON_GetObjectItem(root, "s")->valuestring,
+                     "12345678901234567890 \" 98765432109876543210");
+    cJSON_Delete(root);
+}
+
+Test(s2_wire, add_u64_prints_exact)
+{
+    cJSON *o = cJSON_CreateObject();
+    cr_assert_eq(s2_wire_add_u64(o, "seq_num", 18446744073709551000ULL), 0);
+    char *s = cJSON_PrintUnformatted(o);
+    cr_assert_str_eq(s, "{\"seq_num\":18446744073709551000}");
+    free(s);
+    cJSON_Delete(o);
+}
+
+Test(s2_wire, base64_roundtrip_and_strict)
+{
+    for (size_t n = 0; n < 40; n++) {
+        uint8_t in[40];
+        for (size_t i = 0; i < n; i++)
+            in[i] = (uint8_t)(i * 37 + n);
+        char *enc = NULL;
+        size_t elen = 0;
+        cr_assert_eq(s2_base64_encode(in, n, &enc, &elen), 0);
+        cr_assert_eq(elen, 4 * ((n + 2) / 3));
+        uint8_t *dec = NULL;
+        size_t dlen = 0;
+        cr_assert_eq(s2_base64_decode(enc, elen, &dec, &dlen), 0);
+        cr_assert_eq(dlen, n);
+        cr_assert_arr_eq(dec, in, n);
+        free(enc);
+        free(dec);
+    }
+    uint8_t *dec = NULL;
+    size_t dlen = 0;
+    cr_assert_eq(s2_base64_decode("aGVsbG8", 7, &dec, &dlen), -EINVAL);
+    cr_assert_eq(s2_base64_decode("aGV sbG8=", 8, &dec, &dlen), -EINVAL);
+    cr_assert_eq(s2_base64_decode("a=GV", 4, &dec, &dlen), -EINVAL);
+    cr_assert_eq(s2_base64_decode("aGVsbG8=", 8, &dec, &dlen), 0);
+    cr_assert_eq(dlen, 5);
+    free(dec);
+}
