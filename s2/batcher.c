@@ -441,7 +441,8 @@ int s2_batcher_new(struct s2_client *client, const char *stream, const struct s2
 {
     *out = NULL;
     if (client == NULL || stream == NULL || opts == NULL || opts->max_records < 1 ||
-        opts->max_records > BATCH_MAX_RECORDS)
+        opts->max_records > BATCH_MAX_RECORDS || stream[0] == '\0' || strlen(stream) > 512 ||
+        strcmp(stream, ".") == 0 || strcmp(stream, "..") == 0)
         return -EINVAL;
     struct s2_batcher *b = calloc(1, sizeof *b);
     if (b == NULL)

@@ -624,7 +624,8 @@ static void on_transfer_done(CURL *easy, int result, void *arg)
     int safe = 0;
     long status = 0;
     if (result != CURLE_OK) {
-        if (result == CURLE_WRITE_ERROR && r->resp_overflow) {
+        if ((result == CURLE_WRITE_ERROR && r->resp_overflow) ||
+            result == CURLE_FILESIZE_EXCEEDED) {
             err.kind = S2_ERR_PROTOCOL;
             set_message(c, &err, "%s: response larger than %zu bytes", r->what, r->resp_max);
         } else {

@@ -251,6 +251,10 @@ static void reply_error(struct evhttp_request *req, int status, const char *code
 
 static void reply_file(struct evhttp_request *req, const struct fx_rule *rule)
 {
+    if (rule->body != NULL) {
+        reply_text(req, rule->status, rule->body, strlen(rule->body), rule);
+        return;
+    }
     size_t len = 0;
     char *text = fx_read_file(rule->file, &len);
     if (text == NULL) {

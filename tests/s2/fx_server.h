@@ -32,6 +32,7 @@ struct fx_rule {
     enum fx_action action;
     int status;
     const char *file;           /* in fixtures/s2/, for FX_FILE / FX_APPLY_STATUS */
+    const char *body;           /* inline body instead of file (borrowed) */
     const char *retry_after_ms; /* header value or NULL */
     const char *retry_after;    /* Retry-After value or NULL */
     uint64_t delay_ms;

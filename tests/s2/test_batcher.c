@@ -374,6 +374,28 @@ Test(s2_batcher, flush_deadline_and_loss_logged)
     cr_assert(strstr(T.log, "3 record(s) not appended") != NULL, "%s", T.log);
 }
 
+Test(s2_batcher, invalid_options)
+{
+    struct s2_batcher_opts o = {.max_records = 0};
+    struct s2_batcher *b = NULL;
+    cr_assert_eq(s2_batcher_new(T.client, "events", &o, t_log, NULL, &b), -EINVAL);
+    o.max_records = 1001;
+    cr_assert_eq(s2_batcher_new(T.client, "events", &o, t_log, NULL, &b), -EINVAL);
+    o.max_records = 10;
+    cr_assert_eq(s2_batcher_new(T.client, "..", &o, t_log, NULL, &b), -EINVAL);
+    cr_assert_eq(s2_batcher_new(T.client, "", &o, t_log, NULL, &b), -EINVAL);
+    cr_assert_null(b);
+}
+
+Test(s2_batcher, opts_from_config)
+{
+    struct s2_batcher_opts o;
+    s2_batcher_opts_from_config(&T.cfg, &o);
+    cr_assert_eq(o.linger_ms, 100);
+    cr_assert_eq(o.max_records, 50);
+    cr_assert_eq(o.queue_records, 65536);
+}
+
 Test(s2_batcher, flush_when_empty)
 {
     struct s2_batcher *b = make(5, 10, 0);

@@ -655,3 +655,65 @@ Test(s2_client, invalid_arguments)
     cr_assert_eq(s2_client_read(T.client, "events", &w, on_read, &a, NULL), -EINVAL);
     cr_assert_eq(fx_count(T.fx, FX_ANY), 0);
 }
+
+static void free_all_cb(const struct s2_error *err, const struct s2_position *tail, void *arg)
+{
+    (void)err;
+    (void)tail;
+    s2_client_free(T.client);
+    s2_loop_free(T.loop);
+    T.client = NULL;
+    T.loop = NULL;
+    *(int *)arg = 1;
+}
+
+Test(s2_client, free_loop_from_callback)
+{
+    fx_stream_create(T.fx, "events", 0);
+    int done = 0;
+    struct result other = {0};
+    cr_assert_eq(s2_client_check_tail(T.client, "events", free_all_cb, &done, NULL), 0);
+    cr_assert_eq(s2_client_check_tail(T.client, "events", on_tail, &other, NULL), 0);
+    t_run_until(&done);
+    t_run_for(100);
+    cr_assert_not(other.done, "freed with the loop");
+}
+
+Test(s2_client, response_too_large)
+{
+    fx_stream_create(T.fx, "events", 0);
+    size_t n = 100 * 1024;
+    char *body = malloc(n + 1);
+    memset(body, ' ', n);
+    memcpy(body, "{\"tail\":", 8);
+    memcpy(body + n - 40, "{\"seq_num\":1,\"timestamp\":2}}", 29);
+    body[n] = '\0';
+    struct fx_rule r = {
+        .route = FX_TAIL, .action = FX_FILE, .status = 200, .body = body, .times = -1};
+    fx_push(T.fx, &r);
+    struct result tl = {0};
+    cr_assert_eq(s2_client_check_tail(T.client, "events", on_tail, &tl, NULL), 0);
+    t_run_until(&tl.done);
+    cr_assert_not(tl.ok);
+    cr_assert_eq(tl.err.kind, S2_ERR_PROTOCOL, "%s", tl.err.message);
+    cr_assert(strstr(tl.err.message, "larger than") != NULL, "%s", tl.err.message);
+    cr_assert_eq(fx_count(T.fx, FX_TAIL), 1, "not retried");
+    free(body);
+}
+
+Test(s2_client, malformed_success_body)
+{
+    fx_stream_create(T.fx, "events", 0);
+    struct fx_rule r = {.route = FX_APPEND,
+                        .action = FX_FILE,
+                        .status = 200,
+                        .body = "{\"start\":{\"seq_num\":-1}}",
+                        .times = 1};
+    fx_push(T.fx, &r);
+    struct result a = {0};
+    struct s2_append_record rec = {"x", 1};
+    cr_assert_eq(s2_client_append(T.client, "events", &rec, 1, NULL, 0, on_append, &a, NULL), 0);
+    t_run_until(&a.done);
+    cr_assert_eq(a.err.kind, S2_ERR_PROTOCOL);
+    cr_assert_not(a.err.retryable, "a 2xx append may have been applied");
+}

@@ -52,7 +52,8 @@ struct s2_error {
     char code[40];     /* S2 error code ("rate_limited"...), "" if none */
     char message[256]; /* human text; never contains the token */
     int retryable;     /* the status/code is retryable per S2 */
-    int has_tail;      /* 412 seq_num_mismatch / 416: tail is set */
+    int has_tail;      /* 412 seq_num_mismatch (timestamp 0: not reported) or
+                          416: tail is set */
     struct s2_position tail;
     int fencing_mismatch;    /* 412 fencing_token_mismatch */
     uint32_t attempts;       /* attempts made, retries included */
@@ -108,7 +109,9 @@ typedef void (*s2_done_cb)(const struct s2_error *err, void *arg);
 /* Log sink; messages never contain the token. level: 0 debug .. 3 error. */
 typedef void (*s2_log_fn)(int level, const char *msg, void *arg);
 
-/* Create a client. cfg is copied; loop is borrowed and must outlive it. */
+/* Create a client. cfg is copied (basin and basin_endpoint required, else
+ * -EINVAL; no access_token = no Authorization header); loop is borrowed and
+ * must outlive it. */
 int s2_client_new(struct s2_loop *loop, const struct s2_config *cfg, s2_log_fn log, void *log_arg,
                   struct s2_client **out);
 
