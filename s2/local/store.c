@@ -32,7 +32,10 @@
 #define CMD_TRIM 2
 #define CMD_FILE_MAX ((off_t)16 << 20)
 #define CMD_COMPACT_AT 64
-#define READ_CHUNK ((size_t)256 << 10)
+/* The read window starts small (a short read stays cheap) and doubles on
+ * each refill up to READ_CHUNK_MAX (long scans make few syscalls). */
+#define READ_CHUNK_MIN ((size_t)8 << 10)
+#define READ_CHUNK_MAX ((size_t)256 << 10)
 #define HEX_NAME_MAX 100
 #define META_MAGIC "S2LMETA1"
 #define BASIN_MAGIC "S2LBASN1"
@@ -476,6 +479,7 @@ struct reader {
     uint64_t end; /* log size */
     uint8_t *buf;
     size_t cap, len;
+    size_t chunk;  /* next window size */
     uint64_t base; /* log offset of buf[0] */
 };
 
@@ -484,6 +488,7 @@ static void reader_init(struct reader *r, struct s2l_stream *st, uint64_t end)
     memset(r, 0, sizeof *r);
     r->st = st;
     r->end = end;
+    r->chunk = READ_CHUNK_MIN;
 }
 
 static void reader_free(struct reader *r)
@@ -504,7 +509,9 @@ static int reader_get(struct reader *r, uint64_t off, size_t n, const uint8_t **
         *p = r->buf + (off - r->base);
         return 0;
     }
-    size_t want = n > READ_CHUNK ? n : READ_CHUNK;
+    size_t want = n > r->chunk ? n : r->chunk;
+    if (r->chunk < READ_CHUNK_MAX)
+        r->chunk *= 2;
     if (want > r->cap) {
         uint8_t *nb = realloc(r->buf, want);
         if (nb == NULL)
@@ -512,7 +519,7 @@ static int reader_get(struct reader *r, uint64_t off, size_t n, const uint8_t **
         r->buf = nb;
         r->cap = want;
     }
-    size_t len = r->cap;
+    size_t len = want;
     if (len > r->end - off)
         len = (size_t)(r->end - off);
     int rc = pread_all(r->st->fd_log, r->buf, len, off);
