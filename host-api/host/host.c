@@ -34,6 +34,7 @@
 #define HOST_DEFAULT_MAX_HEADERS (64u << 10)
 #define HOST_DEFAULT_SHUTDOWN_MS 10000
 #define PLUGIN_NAME_MAX 32
+#define PLUGINS_CONFIG_MAX 32
 
 /* What a plugin's table points at: the host, and who is calling. */
 struct binding {
@@ -277,42 +278,54 @@ static void drop_owner(const void *owner, void *arg)
     services_remove_owner(h->services, owner);
 }
 
-/* Load one "name:path" entry (trimmed, len bytes). */
-static int load_entry(struct host *h, const char *entry, size_t len, char *err, size_t errlen)
+/* One entry of AGENT_PLUGINS. */
+struct plugin_entry {
+    char name[PLUGIN_NAME_MAX + 1];
+    char path[4096];
+    char toggle[PLUGIN_NAME_MAX + 16]; /* <NAME>_ENABLED */
+    int enabled;
+};
+
+/* Parse one "name:path" entry (trimmed, len bytes) into e, checking the
+ * name against the entries before it (n of them) and reading its toggle. */
+static int parse_entry(struct host *h, const char *entry, size_t len, struct plugin_entry *e,
+                       const struct plugin_entry *before, size_t n, char *err, size_t errlen)
 {
     const char *colon = memchr(entry, ':', len);
-    char path[4096], var[PLUGIN_NAME_MAX + 16], reason[768];
-    struct binding *b = NULL;
-    int enabled, rc;
+    char *var = e->toggle;
 
     if (colon == NULL || colon == entry || colon + 1 == entry + len ||
         !valid_plugin_name(entry, (size_t)(colon - entry)) ||
-        (size_t)(entry + len - colon - 1) >= sizeof(path)) {
+        (size_t)(entry + len - colon - 1) >= sizeof(e->path)) {
         snprintf(err, errlen,
                  "AGENT_PLUGINS: '%.*s' is not name:path (name: letters, digits, _ or -)", (int)len,
                  entry);
         return -EINVAL;
     }
     size_t nlen = (size_t)(colon - entry);
-    memcpy(path, colon + 1, (size_t)(entry + len - colon - 1));
-    path[entry + len - colon - 1] = '\0';
-    for (size_t i = 0; i < h->n_bindings; i++) {
-        if (strlen(h->bindings[i]->name) == nlen &&
-            memcmp(h->bindings[i]->name, entry, nlen) == 0) {
-            snprintf(err, errlen, "AGENT_PLUGINS: plugin name '%.*s' given twice", (int)nlen,
-                     entry);
+    memcpy(e->name, entry, nlen);
+    e->name[nlen] = '\0';
+    memcpy(e->path, colon + 1, (size_t)(entry + len - colon - 1));
+    e->path[entry + len - colon - 1] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(before[i].name, e->name) == 0) {
+            snprintf(err, errlen, "AGENT_PLUGINS: plugin name '%s' given twice", e->name);
             return -EINVAL;
         }
     }
     for (size_t i = 0; i < nlen; i++)
-        var[i] = entry[i] == '-' ? '_' : (char)toupper((unsigned char)entry[i]);
+        var[i] = e->name[i] == '-' ? '_' : (char)toupper((unsigned char)e->name[i]);
     strcpy(var + nlen, "_ENABLED");
-    if ((rc = config_get_bool(h->cfg, var, 1, &enabled, err, errlen)) != 0)
-        return rc;
-    if (!enabled) {
-        hlog(AGENT_LOG_INFO, "plugin %.*s is off (%s), not loaded", (int)nlen, entry, var);
-        return 0;
-    }
+    return config_get_bool(h->cfg, var, 1, &e->enabled, err, errlen);
+}
+
+/* Load one enabled plugin. */
+static int load_entry(struct host *h, const struct plugin_entry *e, char *err, size_t errlen)
+{
+    char reason[768];
+    struct binding *b;
+    int rc;
+
     if (h->n_bindings == sizeof(h->bindings) / sizeof(h->bindings[0])) {
         snprintf(err, errlen, "AGENT_PLUGINS: too many plugins");
         return -ENOSPC;
@@ -323,16 +336,16 @@ static int load_entry(struct host *h, const char *entry, size_t len, char *err, 
         return -ENOMEM;
     }
     b->h = h;
-    memcpy(b->name, entry, nlen);
+    snprintf(b->name, sizeof(b->name), "%s", e->name);
     /* The binding outlives a failed init: the plugin's code may keep it. */
     h->bindings[h->n_bindings++] = b;
 
     struct agent_host_api api = api_template;
     api.host = b;
-    rc = plugins_load(h->plugins, b->name, path, &api, reason, sizeof(reason));
+    rc = plugins_load(h->plugins, b->name, e->path, &api, reason, sizeof(reason));
     if (rc != 0) {
         drop_owner(b, h);
-        snprintf(err, errlen, "refusing plugin %s (%s): %s", b->name, path, reason);
+        snprintf(err, errlen, "refusing plugin %s (%s): %s", b->name, e->path, reason);
     }
     return rc;
 }
@@ -341,7 +354,15 @@ int host_load_plugins(struct host *h, char *err, size_t errlen)
 {
     const char *list = config_get(h->cfg, "AGENT_PLUGINS");
     const char *p = list;
+    struct plugin_entry *entries = calloc(PLUGINS_CONFIG_MAX, sizeof(*entries));
+    size_t n = 0;
+    int rc = 0;
 
+    if (entries == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    /* The whole list is checked before any plugin code runs. */
     while (p != NULL && *p != '\0') {
         const char *comma = strchr(p, ',');
         const char *end = comma ? comma : p + strlen(p);
@@ -351,15 +372,33 @@ int host_load_plugins(struct host *h, char *err, size_t errlen)
         while (e > s && isspace((unsigned char)e[-1]))
             e--;
         if (e > s) {
-            int rc = load_entry(h, s, (size_t)(e - s), err, errlen);
+            if (n == PLUGINS_CONFIG_MAX) {
+                snprintf(err, errlen, "AGENT_PLUGINS: more than %d plugins", PLUGINS_CONFIG_MAX);
+                rc = -ENOSPC;
+                goto out;
+            }
+            rc = parse_entry(h, s, (size_t)(e - s), &entries[n], entries, n, err, errlen);
             if (rc != 0)
-                return rc;
+                goto out;
+            n++;
         }
         p = comma ? comma + 1 : end;
     }
+    for (size_t i = 0; i < n; i++) {
+        if (!entries[i].enabled) {
+            hlog(AGENT_LOG_INFO, "plugin %s is off (%s), not loaded", entries[i].name,
+                 entries[i].toggle);
+            continue;
+        }
+        rc = load_entry(h, &entries[i], err, errlen);
+        if (rc != 0)
+            goto out;
+    }
     if (plugins_count(h->plugins) == 0)
         hlog(AGENT_LOG_INFO, "no plugins loaded");
-    return 0;
+out:
+    free(entries);
+    return rc;
 }
 
 /* ---- stopping ---- */

@@ -115,6 +115,15 @@ int main(int argc, char **argv)
         hlog(AGENT_LOG_ERROR, "event_base_new failed");
         goto out;
     }
+    /* Before listening: a signal that comes as soon as the port accepts
+     * is held until the loop runs, then stops the agent cleanly. */
+    sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
+    sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
+    if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) != 0 ||
+        evsignal_add(sigint, NULL) != 0) {
+        hlog(AGENT_LOG_ERROR, "cannot install signal handlers");
+        goto out;
+    }
     if (host_new(a.base, cfg, &a.host, err, sizeof(err)) != 0 ||
         host_listen(a.host, addr, port, err, sizeof(err)) != 0) {
         hlog(AGENT_LOG_ERROR, "%s", err);
@@ -122,15 +131,11 @@ int main(int argc, char **argv)
     }
     if (host_load_plugins(a.host, err, sizeof(err)) != 0) {
         /* A refused plugin stops the agent: running without a configured
-         * plugin would hide the problem behind 404s. */
+         * plugin would hide the problem behind 404s. Plugins loaded before
+         * it get their ordinary shutdown. */
         hlog(AGENT_LOG_ERROR, "%s", err);
-        goto out;
-    }
-    sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
-    sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
-    if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) != 0 ||
-        evsignal_add(sigint, NULL) != 0) {
-        hlog(AGENT_LOG_ERROR, "cannot install signal handlers");
+        host_stop(a.host, on_stopped, &a);
+        event_base_dispatch(a.base);
         goto out;
     }
     hlog(AGENT_LOG_INFO, "agent %s listening on http://%s:%d", AGENT_VERSION, addr,
