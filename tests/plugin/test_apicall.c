@@ -122,7 +122,8 @@ Test(apicall, observer_rules)
     const struct tel_env *env;
     cr_assert_eq(tel_bus_read(bus, &cursor, &env, NULL), 0);
     size_t len;
-    char *json = strndup(tel_env_json(env, &len), len);
+    const char *raw = tel_env_json(env, &len);
+    char *json = strndup(raw, len);
     cr_assert_not_null(strstr(json, "\"type\":\"api_call\",\"category\":\"control\","
                                     "\"source\":{\"kind\":\"kernel_api\",\"metadata\":{"));
     cr_assert_not_null(strstr(json, "\"data\":{\"request_id\":\"r1\",\"operation_id\":"
@@ -130,7 +131,8 @@ Test(apicall, observer_rules)
                                     "\"duration_ms\":1.5}}}"));
     free(json);
     cr_assert_eq(tel_bus_read(bus, &cursor, &env, NULL), 0);
-    json = strndup(tel_env_json(env, &len), len);
+    raw = tel_env_json(env, &len);
+    json = strndup(raw, len);
     cr_assert_not_null(strstr(json, "\"operation_id\":\"PutTelemetry\",\"status\":400"));
     free(json);
 
