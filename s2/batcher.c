@@ -56,6 +56,7 @@ struct s2_batcher {
     int ambiguous;      /* the frozen batch may already have landed */
     uint32_t sends;     /* sends of the frozen batch */
     uint32_t failures;  /* consecutive failures, for backoff */
+    int just_ensured;   /* the last ensure preceded this check-tail */
     struct s2_request *req;
     struct s2_append_record *batch; /* scratch, BATCH_MAX_RECORDS */
 
@@ -359,9 +360,16 @@ static void on_tail(const struct s2_error *err, const struct s2_position *tail, 
     if (err != NULL) {
         blog(b, 2, "s2 batcher: %s", err->message);
         int missing = err->kind == S2_ERR_HTTP && err->http_status == 404;
+        if (missing && !b->just_ensured) {
+            /* Create it only when missing: an existing stream is never touched. */
+            start_ensure(b);
+            return;
+        }
+        b->just_ensured = 0;
         backoff(b, missing ? B_ENSURE : B_TAIL, err->retry_after_ms);
         return;
     }
+    b->just_ensured = 0;
     b->next_seq = tail->seq_num;
     b->failures = 0;
     b->state = B_IDLE;
@@ -389,6 +397,7 @@ static void on_ensure(const struct s2_error *err, void *arg)
      * stream: the tail will tell. */
     if (err != NULL)
         blog(b, 2, "s2 batcher: %s; checking the tail", err->message);
+    b->just_ensured = 1;
     start_tail(b);
 }
 
@@ -407,6 +416,7 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
     struct s2_batcher *b = arg;
     switch (b->retry_state) {
     case B_ENSURE:
+        b->just_ensured = 0;
         start_ensure(b);
         break;
     case B_TAIL:
@@ -473,7 +483,7 @@ int s2_batcher_new(struct s2_client *client, const char *stream, const struct s2
         s2_batcher_free(b);
         return -ENOMEM;
     }
-    start_ensure(b);
+    start_tail(b);
     *out = b;
     return 0;
 }

@@ -110,8 +110,9 @@ Test(s2_batcher, ordered_and_flushed)
     cr_assert_eq(nb, 10);
     for (size_t i = 0; i < nb; i++)
         cr_assert_leq(sizes[i], 10);
-    cr_assert_eq(fx_count(T.fx, FX_ENSURE), 1, "the stream is ensured at start");
-    cr_assert_eq(fx_count(T.fx, FX_TAIL), 1, "the tail is learned at start");
+    /* Missing at start: check-tail (404), create, check-tail again. */
+    cr_assert_eq(fx_count(T.fx, FX_ENSURE), 1, "the stream is created at start");
+    cr_assert_eq(fx_count(T.fx, FX_TAIL), 2, "the tail is learned at start");
 }
 
 Test(s2_batcher, linger_sends_without_flush)
@@ -444,6 +445,18 @@ Test(s2_batcher, rejected_batch_counted)
     cr_assert_eq(st.dropped_rejected, 3);
     cr_assert_eq(st.appended, 2);
     cr_assert(strstr(T.log, "dropping 3 records") != NULL, "%s", T.log);
+}
+
+Test(s2_batcher, existing_stream_not_touched)
+{
+    fx_stream_create(T.fx, "events", 0);
+    fx_stream_put(T.fx, "events", "old", 3);
+    struct s2_batcher *b = make(5, 10, 0);
+    add_n(b, 0, 3);
+    cr_assert(flush(b, 5000));
+    check_stream(1, 0, 3);
+    cr_assert_eq(fx_count(T.fx, FX_ENSURE), 0);
+    cr_assert_eq(fx_count(T.fx, FX_TAIL), 1);
 }
 
 Test(s2_batcher, stream_recreated_after_404)

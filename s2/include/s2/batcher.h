@@ -46,11 +46,11 @@ struct s2_batcher_stats {
 void s2_batcher_opts_from_config(const struct s2_config *cfg, struct s2_batcher_opts *out);
 
 /* Create a batcher appending to stream through client (borrowed, must
- * outlive the batcher). It starts at once: ensures the stream exists (PUT,
- * idempotent) and learns its tail (check-tail); the first append waits for
- * that. Appends use match_seq_num; after a 412 whose tail leaves room for
- * the batch, the batcher reads the range back and counts the batch as
- * appended when it is there, so retries neither duplicate nor lose. */
+ * outlive the batcher). It starts at once: learns the stream's tail (check-tail),
+ * creating the stream first when it is missing (404: PUT, idempotent; an
+ * existing stream is never reconfigured); the first append waits for that. Appends use
+ * match_seq_num; after a 412 whose tail leaves room for the batch, the batcher reads the range back
+ * and counts the batch as appended when it is there, so retries neither duplicate nor lose. */
 int s2_batcher_new(struct s2_client *client, const char *stream, const struct s2_batcher_opts *opts,
                    s2_log_fn log, void *log_arg, struct s2_batcher **out);
 
