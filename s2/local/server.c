@@ -482,9 +482,10 @@ static int parse_json_body(struct evhttp_request *req, bool allow_empty, cJSON *
     return 0;
 }
 
-/* The basin of a /v1/streams* request (S2-Basin); replies and returns NULL
- * on failure. */
-static struct s2l_basin *request_basin(struct s2l_server *srv, struct evhttp_request *req)
+/* The S2-Basin header of a /v1/streams* request, checked but not yet
+ * resolved (so nothing is created before the request is validated).
+ * Replies and returns NULL when missing or invalid. */
+static const char *basin_header(struct evhttp_request *req)
 {
     const char *name = in_header(req, "S2-Basin");
     if (name == NULL) {
@@ -497,6 +498,16 @@ static struct s2l_basin *request_basin(struct s2l_server *srv, struct evhttp_req
                     "and starts and ends with a letter or digit");
         return NULL;
     }
+    return name;
+}
+
+/* The basin of a /v1/streams* request (S2-Basin); replies and returns NULL
+ * on failure. */
+static struct s2l_basin *request_basin(struct s2l_server *srv, struct evhttp_request *req)
+{
+    const char *name = basin_header(req);
+    if (name == NULL)
+        return NULL;
     struct s2l_basin *b = NULL;
     if (s2l_store_basin(srv->store, name, &b) == 0)
         return b;
@@ -1142,7 +1153,7 @@ static void append(struct s2l_server *srv, struct evhttp_request *req, const uin
     struct append_in a = {0};
     struct s2l_rec *recs = NULL;
     enum fmt fmt;
-    if (parse_format(req, &fmt) != 0)
+    if (basin_header(req) == NULL || parse_format(req, &fmt) != 0)
         return;
     if (parse_json_body(req, false, &body) != 0)
         return;
@@ -1439,7 +1450,7 @@ static void read_records(struct s2l_server *srv, struct evhttp_request *req, str
             return;
         }
     }
-    if (parse_format(req, &plan.fmt) != 0)
+    if (basin_header(req) == NULL || parse_format(req, &plan.fmt) != 0)
         return;
     bool has_seq, has_ts, has_off, has_count, has_bytes, has_wait;
     uint64_t seq = 0, ts = 0, off = 0, wait = 0;

@@ -1380,6 +1380,19 @@ static int stream_create_disk(struct s2l_basin *basin, struct s2l_stream *st)
         goto OUT;
     }
     rc = meta_write(st, tmp);
+    /* Create the data files before the rename, so that one directory fsync
+     * makes every entry durable. */
+    static const char *const files[] = {"log", "index"};
+    for (size_t i = 0; rc == 0 && i < 2; i++) {
+        char *p = path_join(tmp, files[i]);
+        int fd = p ? open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644) : -1;
+        rc = p == NULL ? -ENOMEM : fd < 0 ? -errno : 0;
+        if (fd >= 0)
+            close(fd);
+        free(p);
+    }
+    if (rc == 0 && sync)
+        rc = fsync_path(tmp);
     if (rc == 0 && rename(tmp, final) < 0)
         rc = -errno;
     if (rc != 0) {
