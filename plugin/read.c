@@ -710,7 +710,10 @@ static int start_read(struct tel_read_req *rr)
         o.has_seq_num = 1;
         o.seq_num = rr->p.start == TEL_START_OFFSET ? rr->p.offset : 0;
     }
-    if (rr->p.categories != 0) {
+    if (rr->p.categories != 0 && rr->reads > 0) {
+        /* A page that needs another read is scanning sparse matches. */
+        o.count = TEL_READ_S2_COUNT_MAX;
+    } else if (rr->p.categories != 0) {
         uint64_t c = (uint64_t)want * 4;
         o.count = c < TEL_READ_FILTER_COUNT_MIN ? TEL_READ_FILTER_COUNT_MIN
                   : c > TEL_READ_S2_COUNT_MAX   ? TEL_READ_S2_COUNT_MAX
