@@ -181,6 +181,14 @@ void tel_stream_handle(struct evhttp_request *req, void *arg)
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 
     TAILQ_INIT(&query);
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* HEAD of a stream: its headers, no body to hold open */
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        evhttp_add_header(h, "Content-Type", "text/event-stream");
+        evhttp_add_header(h, "Cache-Control", "no-cache");
+        evhttp_send_reply(req, 200, "OK", NULL);
+        goto out;
+    }
     int n = header_count(evhttp_request_get_input_headers(req), "Last-Event-ID", &leid);
     if (n > 1) {
         tel_http_error(req, 400, "Expected one value for Last-Event-ID, got %d", n);

@@ -606,3 +606,152 @@ Test(e2e, shutdown_ends_streams_and_flushes)
     tp_bodies_free(bodies, n);
     ts_proc_free(srv);
 }
+
+/* A stream whose client goes away ends its request at once: the host's
+ * request observer (here the fixture plugin's) sees it end, with status 200. */
+Test(e2e, disconnected_stream_is_ended_at_once)
+{
+    struct ts_resp r;
+    char url[256];
+    tp_agent_start(&agent, NULL, TP_FIXTURE, 0);
+    const char *hdr[] = {"X-Request-Id: sse-gone", NULL};
+    struct ts_sse *s;
+    cr_assert_eq(ts_sse_open(tp_url(&agent, "/telemetry/stream", url, sizeof url), hdr, 10000, &s),
+                 0);
+    cr_assert_eq(ts_sse_status(s), 200);
+    ts_sleep_ms(100);
+    tp_req(&agent, "GET", "/fixture/observed", NULL, &r);
+    cr_assert_null(strstr(r.body, "sse-gone"), "ended too early: %s", r.body);
+    ts_resp_free(&r);
+    ts_sse_close(s);
+
+    int found = 0;
+    long long deadline = ts_now_ms() + 3000;
+    while (!found && ts_now_ms() < deadline) {
+        tp_req(&agent, "GET", "/fixture/observed", NULL, &r);
+        cJSON *j = json_of(&r), *it;
+        cJSON *arr = cJSON_IsArray(j) ? j : cJSON_GetObjectItem(j, "records");
+        cJSON_ArrayForEach(it, arr)
+        {
+            cJSON *rid = cJSON_GetObjectItem(it, "request_id");
+            if (cJSON_IsString(rid) && strcmp(rid->valuestring, "sse-gone") == 0) {
+                cr_assert_eq(cJSON_GetObjectItem(it, "status")->valueint, 200);
+                cr_assert_str_eq(cJSON_GetObjectItem(it, "operation_id")->valuestring,
+                                 "StreamTelemetryEvents");
+                found = 1;
+            }
+        }
+        cJSON_Delete(j);
+        ts_resp_free(&r);
+        if (!found)
+            ts_sleep_ms(20);
+    }
+    cr_assert(found, "the stream's request was not ended after the client left");
+    tp_agent_stop(&agent);
+}
+
+/* S2_BASIN + S2_ACCESS_TOKEN + S2_STREAM with endpoints: the archive goes to
+ * that S2 (a standalone s2-local here), not to an embedded one. */
+Test(e2e, archive_to_configured_s2)
+{
+    struct ts_resp r;
+    char port_arg[16], endpoint[64], acc[96], bas[96];
+    int port = ts_free_port();
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    const char *argv[] = {ts_env("S2LOCAL_BIN"), "--port", port_arg, NULL};
+    struct ts_proc *srv;
+    cr_assert_eq(ts_proc_start(argv, NULL, &srv), 0);
+    cr_assert_eq(ts_wait_port(port, 10000), 0, "s2-local did not start: %s", ts_proc_log(srv));
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", port);
+    snprintf(acc, sizeof acc, "S2_ACCOUNT_ENDPOINT=%s", endpoint);
+    snprintf(bas, sizeof bas, "S2_BASIN_ENDPOINT=%s", endpoint);
+    const char *env[] = {"S2_BASIN=e2e-basin-one",
+                         "S2_ACCESS_TOKEN=secret-token-xyz",
+                         "S2_STREAM=events-e2e",
+                         acc,
+                         bas,
+                         "TELEMETRY_CATEGORIES=system",
+                         "S2_BATCHER_LINGER=10ms",
+                         NULL};
+    tp_agent_start(&agent, env, 0, 0);
+    for (int i = 0; i < 3; i++) {
+        tp_req(&agent, "POST", "/telemetry/events", "{\"type\":\"service_crashed\"}", &r);
+        cr_assert_eq(r.status, 200);
+        ts_resp_free(&r);
+    }
+    agent.s2_port = port;
+    snprintf(agent.basin, sizeof agent.basin, "e2e-basin-one");
+    snprintf(agent.stream, sizeof agent.stream, "events-e2e");
+    char **bodies = NULL;
+    size_t n = 0;
+    long long deadline = ts_now_ms() + 10000;
+    for (;;) {
+        tp_archive_records(&agent, &bodies, &n);
+        if (n >= 3 || ts_now_ms() > deadline)
+            break;
+        tp_bodies_free(bodies, n);
+        ts_sleep_ms(50);
+    }
+    cr_assert_eq(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "{\"seq\":%zu,", i + 1);
+        cr_assert(strncmp(bodies[i], want, strlen(want)) == 0, "%s", bodies[i]);
+    }
+    tp_bodies_free(bodies, n);
+    /* the token never reaches the log */
+    cr_assert_null(strstr(ts_proc_log(agent.proc), "secret-token-xyz"), "%s",
+                   ts_proc_log(agent.proc));
+    cr_assert_not_null(strstr(ts_proc_log(agent.proc), "archive: S2 basin e2e-basin-one"));
+    tp_agent_stop(&agent);
+    ts_proc_free(srv);
+}
+
+/* An envelope over 1,000,000 bytes travels with data null and truncated. */
+Test(e2e, truncation_end_to_end)
+{
+    struct ts_resp r;
+    const char *env[] = {"TELEMETRY_CATEGORIES=system", NULL};
+    tp_agent_start(&agent, env, 0, 1);
+    size_t big = 1200000;
+    char *body = malloc(big + 100);
+    int len = sprintf(body, "{\"type\":\"test.big\",\"category\":\"system\",\"data\":\"");
+    memset(body + len, 'x', big);
+    strcpy(body + len + big, "\"}");
+    struct ts_sse *s = sse_open(NULL, NULL);
+    tp_req(&agent, "POST", "/telemetry/events", body, &r);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.status == 200 ? "" : r.body);
+    cr_assert_lt(r.body_len, 1000000);
+    const char *tail = ",\"data\":null,\"truncated\":true}}";
+    cr_assert_str_eq(r.body + r.body_len - strlen(tail), tail);
+    uint64_t id;
+    char *f = sse_data(s, &id);
+    cr_assert_str_eq(f, r.body);
+    free(f);
+    ts_sse_close(s);
+    char **bodies = NULL;
+    size_t n = 0;
+    long long deadline = ts_now_ms() + 10000;
+    for (;;) {
+        tp_archive_records(&agent, &bodies, &n);
+        if (n >= 1 || ts_now_ms() > deadline)
+            break;
+        tp_bodies_free(bodies, n);
+        ts_sleep_ms(50);
+    }
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(bodies[0], r.body);
+    tp_bodies_free(bodies, n);
+    ts_resp_free(&r);
+    free(body);
+
+    /* HEAD of the stream answers at once with its headers */
+    char url[256];
+    cr_assert_eq(
+        ts_http("HEAD", tp_url(&agent, "/telemetry/stream", url, sizeof url), NULL, 0, NULL, &r),
+        0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(ts_resp_header(&r, "Content-Type"), "text/event-stream");
+    ts_resp_free(&r);
+    tp_agent_stop(&agent);
+}

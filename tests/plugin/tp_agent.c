@@ -12,15 +12,23 @@
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 
-void tp_agent_start(struct tp_agent *a, const char *const env[], int with_publisher, int archive)
+void tp_agent_start(struct tp_agent *a, const char *const env[], int plugins_mask, int archive)
 {
-    char plugins[2048], dir_kv[300];
+    char plugins[4096], dir_kv[300];
     const char *full_env[64];
     size_t n = 0;
 
     memset(a, 0, sizeof *a);
-    snprintf(plugins, sizeof plugins, "AGENT_PLUGINS=telemetry:%s%s%s", ts_env("TELEMETRY_PLUGIN"),
-             with_publisher ? ",publisher:" : "", with_publisher ? ts_env("PUBLISHER_PLUGIN") : "");
+    snprintf(a->basin, sizeof a->basin, "telemetry-local");
+    snprintf(a->stream, sizeof a->stream, "telemetry");
+    int len =
+        snprintf(plugins, sizeof plugins, "AGENT_PLUGINS=telemetry:%s", ts_env("TELEMETRY_PLUGIN"));
+    if (plugins_mask & TP_PUBLISHER)
+        len += snprintf(plugins + len, sizeof plugins - (size_t)len, ",publisher:%s",
+                        ts_env("PUBLISHER_PLUGIN"));
+    if (plugins_mask & TP_FIXTURE)
+        snprintf(plugins + len, sizeof plugins - (size_t)len, ",fixture:%s",
+                 ts_env("FIXTURE_PLUGIN"));
     full_env[n++] = plugins;
     if (archive) {
         const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -31,10 +39,15 @@ void tp_agent_start(struct tp_agent *a, const char *const env[], int with_publis
     } else {
         full_env[n++] = "TELEMETRY_ARCHIVE_DIR=";
     }
-    /* S2 from the test's environment must not leak in. */
-    full_env[n++] = "S2_BASIN=";
-    full_env[n++] = "S2_ACCESS_TOKEN=";
-    full_env[n++] = "S2_STREAM=";
+    /* S2 from the test's environment must not leak in, unless the test sets it. */
+    int own_s2 = 0;
+    for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+        own_s2 |= strncmp(env[i], "S2_BASIN=", 9) == 0;
+    if (!own_s2) {
+        full_env[n++] = "S2_BASIN=";
+        full_env[n++] = "S2_ACCESS_TOKEN=";
+        full_env[n++] = "S2_STREAM=";
+    }
     for (size_t i = 0; env != NULL && env[i] != NULL && n < 62; i++)
         full_env[n++] = env[i];
     full_env[n] = NULL;
@@ -94,8 +107,9 @@ void tp_req(const struct tp_agent *a, const char *method, const char *path, cons
 
 void tp_archive_records(const struct tp_agent *a, char ***bodies, size_t *n)
 {
-    char url[256];
-    const char *hdr[] = {"S2-Basin: telemetry-local", "Authorization: Bearer local", NULL};
+    char url[256], basin_hdr[128];
+    snprintf(basin_hdr, sizeof basin_hdr, "S2-Basin: %s", a->basin);
+    const char *hdr[] = {basin_hdr, "Authorization: Bearer local", NULL};
     size_t count = 0, cap = 0;
     char **out = NULL;
     uint64_t next = 0;
@@ -103,8 +117,8 @@ void tp_archive_records(const struct tp_agent *a, char ***bodies, size_t *n)
     for (;;) {
         struct ts_resp r;
         snprintf(url, sizeof url,
-                 "http://127.0.0.1:%d/v1/streams/telemetry/records?seq_num=%" PRIu64 "&count=1000",
-                 a->s2_port, next);
+                 "http://127.0.0.1:%d/v1/streams/%s/records?seq_num=%" PRIu64 "&count=1000",
+                 a->s2_port, a->stream, next);
         cr_assert_eq(ts_http("GET", url, NULL, 0, hdr, &r), 0);
         if (r.status == 416) { /* at the tail */
             ts_resp_free(&r);

@@ -9,12 +9,18 @@
 struct tp_agent {
     struct ts_proc *proc;
     int port;
-    int s2_port;   /* the embedded s2-local's port; 0 when the archive is off */
-    char dir[256]; /* TELEMETRY_ARCHIVE_DIR, a fresh temp dir ("" when off) */
+    int s2_port;    /* the embedded s2-local's port; 0 when the archive is off */
+    char dir[256];  /* TELEMETRY_ARCHIVE_DIR, a fresh temp dir ("" when off) */
+    char basin[64]; /* what tp_archive_records reads */
+    char stream[64];
 };
 
-/* Start the agent (AGENT_BIN) with TELEMETRY_PLUGIN, and PUBLISHER_PLUGIN
- * after it when with_publisher, the archive on an embedded s2-local in a
+/* Plugins loaded after telemetry. */
+#define TP_PUBLISHER 1 /* PUBLISHER_PLUGIN */
+#define TP_FIXTURE 2   /* FIXTURE_PLUGIN: the host's fixture (request observer) */
+
+/* Start the agent (AGENT_BIN) with TELEMETRY_PLUGIN, then the TP_* plugins
+ * of the plugins mask, the archive on an embedded s2-local in a
  * temp dir when archive, and the extra environment env (NULL-terminated).
  * Fails the test when the agent does not come up. */
 void tp_agent_start(struct tp_agent *a, const char *const env[], int with_publisher, int archive);
@@ -31,8 +37,9 @@ const char *tp_url(const struct tp_agent *a, const char *path, char *buf, size_t
 void tp_req(const struct tp_agent *a, const char *method, const char *path, const char *body,
             struct ts_resp *out);
 
-/* The record bodies of the archive stream, read straight from the embedded
- * s2-local's HTTP API, from seq_num 0. *bodies is malloc'd (tp_bodies_free). */
+/* The record bodies of a->stream in a->basin (by default the embedded
+ * s2-local's), read straight from the s2-local at a->s2_port, from seq_num 0. *bodies is malloc'd
+ * (tp_bodies_free). */
 void tp_archive_records(const struct tp_agent *a, char ***bodies, size_t *n);
 void tp_bodies_free(char **bodies, size_t n);
 
