@@ -373,3 +373,69 @@ Test(exec, kill9_during_appends)
     verify_all(port, tail);
     ts_proc_free(p);
 }
+
+struct bg_get {
+    pthread_t th;
+    char url[256];
+    long status;
+    char body[512];
+};
+
+static void *bg_get_main(void *arg)
+{
+    struct bg_get *g = arg;
+    const char *h[] = {"S2-Basin: " BASIN, NULL};
+    struct ts_resp r;
+    g->status = -1;
+    if (ts_http("GET", g->url, NULL, 0, h, &r) == 0) {
+        g->status = r.status;
+        snprintf(g->body, sizeof g->body, "%s", r.body);
+        ts_resp_free(&r);
+    }
+    return NULL;
+}
+
+/* Long polls answered by an append, timed out towards a client that left,
+ * and drained by SIGTERM; the process then exits 0 (under ASan that
+ * includes its leak check). */
+Test(exec, long_polls_and_clean_shutdown)
+{
+    int port;
+    const char *args[] = {"--data-dir", tmpdir, NULL};
+    struct ts_proc *p = start_server(args, NULL, &port);
+    char url[256], out[4096];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/health", port);
+    struct ts_resp r;
+    cr_assert(eq(int, ts_http("GET", url, NULL, 0, NULL, &r), 0));
+    ts_resp_free(&r);
+    struct bg_get drained = {0}, answered = {0};
+    snprintf(drained.url, sizeof drained.url,
+             "http://127.0.0.1:%d/v1/streams/lp/records?seq_num=0&wait=30", port);
+    snprintf(answered.url, sizeof answered.url,
+             "http://127.0.0.1:%d/v1/streams/lp2/records?seq_num=0&wait=30", port);
+    cr_assert(eq(int, pthread_create(&drained.th, NULL, bg_get_main, &drained), 0));
+    cr_assert(eq(int, pthread_create(&answered.th, NULL, bg_get_main, &answered), 0));
+    /* A client that gives up before its long poll times out. */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "curl -s --max-time 1 -H 'S2-Basin: " BASIN "' "
+             "'http://127.0.0.1:%d/v1/streams/lp3/records?wait=2' >/dev/null",
+             port);
+    cr_assert(ne(int, system(cmd), 0));
+    cr_assert(eq(long,
+                 curl_tool(port, "POST", "/v1/streams/lp2/records",
+                           "{\"records\":[{\"body\":\"x\"}]}", out, sizeof out),
+                 200));
+    pthread_join(answered.th, NULL);
+    cr_assert(eq(long, answered.status, 200), "%s", answered.body);
+    cr_assert_not_null(strstr(answered.body, "\"body\":\"x\""));
+    ts_sleep_ms(1500); /* the abandoned poll times out meanwhile */
+    cr_assert(eq(int, ts_proc_signal(p, SIGTERM), 0));
+    pthread_join(drained.th, NULL);
+    cr_assert(eq(long, drained.status, 503), "%s", drained.body);
+    cr_assert_not_null(strstr(drained.body, "server_draining"));
+    int status = -1;
+    cr_assert(eq(int, ts_proc_wait(p, 10000, &status), 0));
+    cr_assert(eq(int, status, 0), "%s", ts_proc_log(p));
+    ts_proc_free(p);
+}
