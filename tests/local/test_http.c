@@ -904,3 +904,24 @@ Test(http_misc, json_string_replaces_invalid_utf8)
     expect_json("\xc0\xaf", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");
     expect_json("\0\x1f\"\\", 4, "\"\\u0000\\u001f\\\"\\\\\"");
 }
+
+Test(http, trim_command_hides_earlier_records)
+{
+    append_n("tr", 5);
+    /* Trim to seq_num 3: an 8-byte big-endian body, base64 "AAAAAAAAAAM=". */
+    const char *b64[] = {"S2-Format: base64", NULL};
+    struct r r = call_h(
+        "POST", "/v1/streams/tr/records",
+        "{\"records\":[{\"headers\":[[\"\",\"dHJpbQ==\"]],\"body\":\"AAAAAAAAAAM=\"}]}", b64);
+    expect_status(&r, 200);
+    r_free(&r);
+    r = call("GET", "/v1/streams/tr/records?seq_num=0", NULL);
+    expect_status(&r, 200);
+    cJSON *recs = records_of(&r);
+    cr_assert(eq(int, cJSON_GetArraySize(recs), 3));
+    cr_assert(eq(u64, ju64(cJSON_GetArrayItem(recs, 0), "seq_num"), 3));
+    r_free(&r);
+    r = call("GET", "/v1/streams/tr/records/tail", NULL);
+    expect_tail_body(&r, 6);
+    r_free(&r);
+}
