@@ -715,9 +715,11 @@ Test(e2e, truncation_end_to_end)
     tp_agent_start(&agent, env, 0, 1);
     size_t big = 1200000;
     char *body = malloc(big + 100);
+    cr_assert_not_null(body);
     int len = sprintf(body, "{\"type\":\"test.big\",\"category\":\"system\",\"data\":\"");
-    memset(body + len, 'x', big);
-    strcpy(body + len + big, "\"}");
+    cr_assert_gt(len, 0);
+    memset(body + (size_t)len, 'x', big);
+    memcpy(body + (size_t)len + big, "\"}", 3);
     struct ts_sse *s = sse_open(NULL, NULL);
     tp_req(&agent, "POST", "/telemetry/events", body, &r);
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.status == 200 ? "" : r.body);
