@@ -830,6 +830,13 @@ void tel_read_handle(struct evhttp_request *req, void *arg)
     r->npending++;
 
     int rc = start_read(rr);
+    if (rc == 0)
+        read_log(r, AGENT_LOG_DEBUG, "read started: %s %llu, limit %u, categories 0x%x%s",
+                 p.start == TEL_START_OFFSET      ? "offset"
+                 : p.start == TEL_START_TIMESTAMP ? "since ms"
+                                                  : "oldest",
+                 (unsigned long long)(p.start == TEL_START_OFFSET ? p.offset : p.since_ms), p.limit,
+                 p.categories, p.has_until ? ", until set" : "");
     if (rc != 0) {
         read_log(r, AGENT_LOG_WARN, "could not start an S2 read (%s)", strerror(-rc));
         tel_http_error(req, 502, "archive read failed: could not start the S2 read");

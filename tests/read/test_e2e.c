@@ -257,8 +257,9 @@ Test(read_e2e, until_bounded_walk_terminates, .fini = teardown, .timeout = 120)
     ru_agent_start(&agent, &s2, NULL, env);
     publish_n("system", 0, 30);
     cr_assert_eq(ru_wait_archived(&agent, 30, 30000), 30);
-    /* S2 stamps records at append, so everything archived from now on is
-     * at or after until. */
+    /* S2 stamps records at append (ms): the 30 are before until, and
+     * everything archived from now on is at or after it. */
+    ts_sleep_ms(5);
     uint64_t until = ru_wall_ms();
     ts_sleep_ms(5);
 
@@ -491,17 +492,16 @@ Test(read_e2e, client_gone_cancels_the_read, .fini = teardown, .timeout = 90)
     snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d/v1", port);
     ru_agent_start(&agent, NULL, endpoint, env);
 
-    for (int k = 0; k < 3; k++) {
-        int c = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET,
-                                 .sin_port = htons((uint16_t)agent.port),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        cr_assert_eq(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
-        static const char req[] = "GET /telemetry/events HTTP/1.1\r\nHost: x\r\n\r\n";
-        cr_assert_eq(write(c, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
-        ts_sleep_ms(300);
-        close(c);
-    }
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)agent.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+    static const char req[] = "GET /telemetry/events HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(write(c, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    cr_assert_eq(ts_proc_wait_log(agent.proc, "read started", 10000), 0, "%s",
+                 ts_proc_log(agent.proc));
+    close(c);
     cr_assert_eq(ts_proc_wait_log(agent.proc, "read cancelled", 5000), 0, "%s",
                  ts_proc_log(agent.proc));
     /* the agent still answers */
@@ -543,7 +543,8 @@ Test(read_e2e, shutdown_answers_pending_503, .fini = teardown, .timeout = 90)
     struct pending_get g = {0};
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, get_thread, &g), 0);
-    ts_sleep_ms(500);
+    cr_assert_eq(ts_proc_wait_log(agent.proc, "read started", 10000), 0, "%s",
+                 ts_proc_log(agent.proc));
     cr_assert_eq(ts_proc_signal(agent.proc, SIGTERM), 0);
     pthread_join(th, NULL);
     cr_assert_eq(g.status, 503, "status %ld body %s", g.status, g.body);
