@@ -552,3 +552,53 @@ Test(read_e2e, shutdown_answers_pending_503, .fini = teardown, .timeout = 90)
     close(fd);
     ru_agent_reap(&agent);
 }
+
+static size_t count_in_log(struct ts_proc *p, const char *needle)
+{
+    size_t n = 0;
+    for (const char *at = ts_proc_log(p); (at = strstr(at, needle)) != NULL; at++)
+        n++;
+    return n;
+}
+
+/* At most 32 reads wait on S2 at once; one more is a 503 with Retry-After,
+ * at once. Clients that all go away leave nothing behind. */
+Test(read_e2e, pending_reads_are_bounded, .fini = teardown, .timeout = 120)
+{
+    static const char *const env[] = {"TELEMETRY_CATEGORIES=system", "S2_REQUEST_TIMEOUT=20s",
+                                      NULL};
+    int port, fd = blackhole(&port);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d/v1", port);
+    ru_agent_start(&agent, NULL, endpoint, env);
+
+    int conns[32];
+    for (int i = 0; i < 32; i++) {
+        conns[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)agent.port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        cr_assert_eq(connect(conns[i], (struct sockaddr *)&sa, sizeof sa), 0);
+        static const char req[] = "GET /telemetry/events HTTP/1.1\r\nHost: x\r\n\r\n";
+        cr_assert_eq(write(conns[i], req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    }
+    long long deadline = ts_now_ms() + 20000;
+    while (count_in_log(agent.proc, "read started") < 32 && ts_now_ms() < deadline)
+        ts_sleep_ms(20);
+    cr_assert_eq(count_in_log(agent.proc, "read started"), 32);
+
+    struct ts_resp r;
+    cr_assert_eq(get("/telemetry/events", &r), 503, "%ld %s", r.status, r.body);
+    cr_assert_not_null(ts_resp_header(&r, "Retry-After"));
+    cr_assert(strstr(r.body, "\"message\"") != NULL, "%s", r.body);
+    ts_resp_free(&r);
+
+    for (int i = 0; i < 32; i++)
+        close(conns[i]);
+    deadline = ts_now_ms() + 20000;
+    while (count_in_log(agent.proc, "read cancelled") < 32 && ts_now_ms() < deadline)
+        ts_sleep_ms(20);
+    cr_assert_eq(count_in_log(agent.proc, "read cancelled"), 32);
+    close(fd);
+    stop_agent();
+}
