@@ -40,7 +40,7 @@ struct tel_read_params {
 /* Parse the raw (still percent-encoded) query string of a request; NULL or
  * "" is an empty query. now_ms is the wall clock in Unix milliseconds, for
  * durations. Returns 0, or -EINVAL with a message naming the parameter in
- * err (NUL-terminated, at most errlen bytes), or -ENOMEM. */
+ * err (NUL-terminated, at most errlen bytes). */
 int tel_params_parse(const char *query, uint64_t now_ms, struct tel_read_params *out, char *err,
                      size_t errlen);
 

@@ -213,8 +213,12 @@ Test(read_e2e, empty_window, .fini = teardown, .timeout = 60)
         "/telemetry/events?since=1&until=2",
         "/telemetry/events?since=2999-01-01T00:00:00Z",
         "/telemetry/events?until=1000",
+        "/telemetry/events?offset=5",
+        "/telemetry/events?offset=999999",
+        "/telemetry/events?offset=18446744073709551615",
+        "/telemetry/events?offset=0&until=1",
     };
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) {
         struct ts_resp r;
         cr_assert_eq(get(queries[i], &r), 200, "%s: %s", queries[i], r.body);
         cr_assert_str_eq(r.body, "[]", "%s", queries[i]);
