@@ -497,10 +497,12 @@ static enum fx_route classify(struct evhttp_request *req, char **name)
 {
     *name = NULL;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    /* Endpoints may carry a path before /v1 (e.g. a {basin} segment). */
     const char *prefix = "/v1/streams/";
-    if (path == NULL || strncmp(path, prefix, strlen(prefix)) != 0)
+    const char *at = path != NULL ? strstr(path, prefix) : NULL;
+    if (at == NULL)
         return FX_ANY;
-    const char *enc = path + strlen(prefix);
+    const char *enc = at + strlen(prefix);
     size_t elen = strcspn(enc, "/");
     const char *rest = enc + elen;
     char *raw = strndup(enc, elen);

@@ -1,6 +1,8 @@
 /* test_client.c - append, read, check-tail, ensure against the fixture server:
  * headers, encoding, exact u64, error mapping, retries, timeouts, redaction. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -716,4 +718,25 @@ Test(s2_client, malformed_success_body)
     t_run_until(&a.done);
     cr_assert_eq(a.err.kind, S2_ERR_PROTOCOL);
     cr_assert_not(a.err.retryable, "a 2xx append may have been applied");
+}
+
+Test(s2_client, basin_placeholder_in_endpoint)
+{
+    char ep[128];
+    snprintf(ep, sizeof ep, "%s/b/{basin}/v1", fx_server_url(T.fx));
+    char *norm = NULL;
+    cr_assert_eq(s2_endpoint_normalize(ep, &norm), 0);
+    struct s2_config cfg = T.cfg;
+    cfg.basin_endpoint = norm;
+    struct s2_client *c = NULL;
+    cr_assert_eq(s2_client_new(T.loop, &cfg, t_log, NULL, &c), 0);
+    fx_stream_create(T.fx, "events", 0);
+    struct result tl = {0};
+    cr_assert_eq(s2_client_check_tail(c, "events", on_tail, &tl, NULL), 0);
+    t_run_until(&tl.done);
+    cr_assert(tl.ok, "%s", tl.err.message);
+    cr_assert_str_eq(fx_last_uri(T.fx), "/b/" T_BASIN "/v1/streams/events/records/tail");
+    cr_assert_str_eq(fx_last_header(T.fx, "S2-Basin"), T_BASIN);
+    s2_client_free(c);
+    free(norm);
 }
