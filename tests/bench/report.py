@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""report.py - turns the JSON figures of tests/bench/run (one file per
+measurement in the directory given) into one Markdown table on stdout.
+A measurement whose file is missing (peer not installed) shows as n/a."""
+import json
+import os
+import sys
+
+R = sys.argv[1]
+
+
+def load(name):
+    try:
+        with open(os.path.join(R, name + ".json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def rate(d, key="records"):
+    if not d or not d.get("seconds"):
+        return None
+    return d[key] / d["seconds"]
+
+
+def mbps(d):
+    if not d or not d.get("seconds"):
+        return None
+    return d["bytes"] / d["seconds"] / 1e6
+
+
+def n(x, unit=""):
+    if x is None:
+        return "n/a"
+    if x >= 100:
+        s = f"{x:,.0f}"
+    elif x >= 10:
+        s = f"{x:.1f}"
+    else:
+        s = f"{x:.2f}"
+    return s + unit
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("met" if ok else "**missed**")
+
+
+meta = load("meta") or {}
+rows = []
+
+
+def row(num, what, ours, peer, rt, target, met):
+    rows.append(f"| {num} | {what} | {ours} | {peer} | {rt} | {target} | {verdict(met)} |")
+
+
+# 1. Publish.
+ng, ag, arc = load("pub-nginx"), load("pub-agent"), load("pub-archive")
+ag_ok = None
+if ag:
+    ag_ok = ag["requests"] - ag["status_errors"]
+acc = ag_ok / ag["seconds"] if ag else None
+ng_rate = rate(ng, "requests")
+r = ratio(acc, ng_rate)
+errs = f", {ag['status_errors']} non-2xx, {ag['socket_errors']} socket errors" if ag else ""
+row("1", f"Publish `POST /telemetry/events`, {meta.get('event_bytes')}-byte event, wrk 1 thread "
+    f"× {meta.get('pub_conns')} keep-alive connections, {meta.get('pub_seconds')} s",
+    f"{n(acc)} events/s accepted (p50 {n(ag and ag['latency_p50_us'] / 1000)} ms{errs})",
+    f"nginx `return 200` (same request, fixed reply): {n(ng_rate)} req/s", n(r, "×"), "≥ 0.6× nginx",
+    None if r is None else r >= 0.6)
+if ag and arc:
+    admitted = arc["seq_after"] - arc["seq_before"]
+    archived_rate = arc["tail"] / (ag["seconds"] + arc["drain_seconds"]) if arc["tail"] else None
+    ok = arc["tail"] == arc["seq_after"]
+    row("1", "… archived: envelopes in the embedded s2-local by the time the archive caught up",
+        f"{n(archived_rate)} events/s archived ({arc['tail']:,} of {admitted:,} admitted; "
+        f"caught up {arc['drain_seconds']} s after wrk stopped)", "", "", "all accepted archived",
+        ok)
+chk, chs = load("check"), load("check-seq")
+if chk and chs:
+    ok = chk["records"] == chs["seq"] == chs["tail"] and chk["mismatches"] == 0
+    row("1", "… archive check: whole stream read back from s2-local, body seq = position + 1",
+        f"{'OK' if ok else 'FAILED'}: {chk['records']:,} records read, agent seq {chs['seq']:,}, "
+        f"tail {chs['tail']:,}, {chk['mismatches']} out of place", "", "", "every accepted event archived", ok)
+ip, ipa = load("inproc-off"), load("inproc-archive")
+if ip:
+    row("1", "Publish in process: shared publish service, no HTTP, archive off",
+        f"{n(ip['admitted'] / ip['publish_seconds'])} events/s ({ip['admitted']:,} events)",
+        "", "", "", None)
+if ipa:
+    arch = ipa["appended"] / ipa["archive_seconds"] if ipa["appended"] > 0 else None
+    row("1", "Publish in process with the embedded archive (publish loop, then flush)",
+        f"{n(ipa['admitted'] / ipa['publish_seconds'])} events/s published; "
+        f"{n(arch)} events/s archived end to end ({ipa['appended']:,} appended, "
+        f"{ipa['refused']} refused)", "", "", "", None if ipa['appended'] < 0 else
+        ipa["appended"] == ipa["admitted"])
+
+# 2. Archive read.
+wk, sdk, cu = load("walk"), load("walk-sdk"), load("walk-curl")
+r = ratio(rate(wk), rate(sdk))
+if wk:
+    row("2", f"Archive walk: {wk['records']:,} envelopes via `GET /telemetry/events?limit=1000` "
+        f"({wk['requests']} pages, parsed; {wk['gaps']} seq gaps)",
+        f"{n(rate(wk))} events/s, {n(mbps(wk))} MB/s",
+        f"S2 TypeScript SDK `read` count 1000 on s2-local (parsed): {n(rate(sdk))} events/s, "
+        f"{n(mbps(sdk))} MB/s", n(r, "×"), "≥ 2× the SDK", None if r is None else r >= 2)
+if cu:
+    row("2", "… peer: curl reading s2-local directly, one keep-alive connection, count=1000",
+        "", f"{n(rate(cu))} records/s, {n(mbps(cu))} MB/s", n(ratio(rate(wk), rate(cu)), "×"),
+        "", None)
+
+# 3. s2-local and Redis.
+for b in (1, 50, 1000):
+    s, rd = load(f"s2-append-{b}"), load(f"redis-xadd-{b}")
+    r = ratio(rate(s), rate(rd))
+    row("3", f"s2-local append, batches of {b} × {meta.get('body_bytes')} B, fsync none "
+        f"(write(2) before ack)",
+        f"{n(rate(s))} records/s, {n(mbps(s))} MB/s" if s else "n/a",
+        f"Redis XADD × {b} pipelined, appendonly yes, appendfsync no: "
+        f"{n(rate(rd))} records/s, {n(mbps(rd))} MB/s", n(r, "×"), "≥ 0.5× Redis",
+        None if r is None else r >= 0.5)
+s, rd = load("s2-read"), load("redis-xrange")
+r = ratio(rate(s), rate(rd))
+row("3", f"s2-local read, count=1000 ({s['records']:,} records)" if s else "s2-local read",
+    f"{n(rate(s))} records/s, {n(mbps(s))} MB/s" if s else "n/a",
+    f"Redis XRANGE COUNT 1000: {n(rate(rd))} records/s, {n(mbps(rd))} MB/s", n(r, "×"),
+    "≥ 0.5× Redis", None if r is None else r >= 0.5)
+
+# 4, 5. SSE and memory.
+sse, idle = load("sse"), load("rss-idle")
+if sse:
+    ok = sse["lost"] == 0 and sse["cpu_cores"] < 1.0
+    row("4", f"SSE fan-out: {meta.get('sse_clients')} clients on `/telemetry/stream` "
+        f"(+{meta.get('sse_idle')} that never read), {meta.get('sse_rate'):,} events/s "
+        f"for {meta.get('sse_seconds')} s via the publish service",
+        f"{n(sse['delivered_rate'])} events/s delivered ({n(sse['publish_rate'])} published/s); "
+        f"{sse['lost']} lost by live clients ({sse['clients_lost']} clients), "
+        f"{sse['disorder']} out of order; agent CPU {sse['cpu_cores']:.2f} cores",
+        "", "", "no loss, < 1 core", ok)
+if idle:
+    row("5", "Agent RSS, idle (telemetry plugin, embedded archive)", f"{idle['rss_kib'] / 1024:.1f} MiB",
+        "", "", "≤ 8 MiB", idle["rss_kib"] <= 8 * 1024)
+if sse:
+    row("5", "Agent RSS, peak under item 4 (with the clients that never read)",
+        f"{sse['rss_max_kib'] / 1024:.1f} MiB (from {sse['rss_start_kib'] / 1024:.1f} MiB)",
+        "", "", "", None)
+
+# 6. api_call.
+def best(prefix, side):
+    vals = []
+    i = 1
+    while True:
+        d = load(f"{prefix}-{side}-{i}")
+        if d is None:
+            break
+        vals.append(d["requests"] / d["seconds"])
+        i += 1
+    return max(vals) if vals else None
+
+
+apa = load("api-archive")
+for prefix, label, note in (
+        ("api-health", "`GET /health` (side-effect free: observer only, no event)", ""),
+        ("api-echo", "`POST /fixture/echo` (operation PostEcho: an api_call event published and archived)",
+         f"; archive tail {apa['tail']:,} ≥ seq {apa['seq']:,}: "
+         f"{'all archived' if apa['tail'] >= apa['seq'] else 'NOT all archived'}" if apa else "")):
+    on, off = best(prefix, "on"), best(prefix, "off")
+    ov = (1 - on / off) * 100 if on and off else None
+    row("6", f"api_call overhead: {label}, best of rounds",
+        f"telemetry on: {n(on)} req/s{note}", f"telemetry off: {n(off)} req/s",
+        "n/a" if ov is None else f"{ov:+.1f}% overhead", "≤ 5%", None if ov is None else ov <= 5)
+
+print(f"# Benchmark {meta.get('mode', '')} run, {meta.get('date', '')}")
+print()
+print(f"- CPU: {meta.get('cpu')} ({meta.get('cores')} cores); kernel {meta.get('kernel')}")
+print(f"- Build: release (`{meta.get('build')}`), commit {meta.get('commit')}")
+print("- Everything on 127.0.0.1, each figure side by side with its peer in the same run; "
+      "MB = 10^6 bytes. The machine may be shared: compare ratios, not absolute figures.")
+print()
+print("| # | Measurement | Ours | Peer | Ratio | Target | |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for line in rows:
+    print(line)
