@@ -808,3 +808,53 @@ Test(agent, port_in_use_is_refused, .timeout = 60)
     stop(p);
     ts_proc_free(p);
 }
+
+/* Read one HTTP response head from fd (up to the blank line). */
+static void read_head(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    long long deadline = ts_now_ms() + 10000;
+    buf[0] = '\0';
+    while (got < len - 1 && strstr(buf, "\r\n\r\n") == NULL && ts_now_ms() < deadline) {
+        ssize_t n = read(fd, buf + got, len - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+    }
+}
+
+Test(agent, requests_during_shutdown_get_503, .timeout = 60)
+{
+    const char *env[] = {fixture_plugins(), "FIXTURE_SHUTDOWN_DELAY_MS=3000", NULL};
+    int port;
+    struct ts_proc *p = start(NULL, env, &port);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    static const char req[] = "GET /fixture/hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    char head[4096];
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    cr_assert(eq(int, connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0));
+
+    /* A keep-alive connection opened before the signal... */
+    cr_assert(eq(long, (long)write(fd, req, sizeof(req) - 1), (long)sizeof(req) - 1));
+    read_head(fd, head, sizeof(head));
+    cr_assert(eq(int, strncmp(head, "HTTP/1.1 200", 12), 0), "%s", head);
+    cr_assert(eq(int, ts_proc_signal(p, SIGTERM), 0));
+    cr_assert(eq(int, ts_proc_wait_log(p, "fixture: shutdown begin", 10000), 0));
+    /* New connections are refused from now on. */
+    cr_expect(eq(int, ts_wait_port(port, 100), -ETIMEDOUT));
+
+    /* ...is answered 503 and closed while plugins finish. */
+    cr_assert(eq(long, (long)write(fd, req, sizeof(req) - 1), (long)sizeof(req) - 1));
+    read_head(fd, head, sizeof(head));
+    cr_expect(eq(int, strncmp(head, "HTTP/1.1 503", 12), 0), "%s", head);
+    cr_expect(ne(ptr, strstr(head, "Connection: close"), NULL), "%s", head);
+    close(fd);
+
+    int st = -1;
+    cr_assert(eq(int, ts_proc_wait(p, 20000, &st), 0));
+    cr_expect(eq(int, st, 0), "%s", ts_proc_log(p));
+    ts_proc_free(p);
+}

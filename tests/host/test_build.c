@@ -56,18 +56,25 @@ static char *entry_exports(const char *so)
 
 Test(build, plugins_export_only_the_entry_symbol, .timeout = 60)
 {
-    const char *files[] = {"fixture.so", "fixture_bad_abi.so", "fixture_fail_init.so"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char so[4096];
-        snprintf(so, sizeof(so), "%s/%s", ts_env("FIXTURE_PLUGIN_DIR"), files[i]);
+    /* Every plugin the build makes, except the one built without the entry. */
+    char *list = strdup(ts_env("EXPORT_CHECK_PLUGINS"));
+    int checked = 0;
+    cr_assert(ne(ptr, list, NULL));
+    for (char *save = NULL, *so = strtok_r(list, ":", &save); so != NULL;
+         so = strtok_r(NULL, ":", &save)) {
+        if (strstr(so, "fixture_no_entry") != NULL)
+            continue;
         cr_assert(eq(int, access(so, R_OK), 0), "%s missing", so);
         char *extra = extra_exports(so);
         char *entry = entry_exports(so);
-        cr_expect(eq(str, extra, ""), "%s exports more: %s", files[i], extra);
-        cr_expect(eq(str, entry, "1\n"), "%s lacks the entry", files[i]);
+        cr_expect(eq(str, extra, ""), "%s exports more: %s", so, extra);
+        cr_expect(eq(str, entry, "1\n"), "%s lacks the entry", so);
         free(extra);
         free(entry);
+        checked++;
     }
+    free(list);
+    cr_expect(ge(int, checked, 3), "fixture plugins at least");
     /* The check can fail: a shared object without the entry shows up. */
     char so[4096];
     snprintf(so, sizeof(so), "%s/fixture_no_entry.so", ts_env("FIXTURE_PLUGIN_DIR"));
