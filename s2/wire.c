@@ -177,19 +177,22 @@ int s2_base64_encode(const void *data, size_t len, char **out, size_t *out_len)
     return 0;
 }
 
+/* Each alphabet character's value plus one; 0 for any other byte. A table
+ * rather than branches: archive reads decode every record body. */
+static const uint8_t b64_table[256] = {
+    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
+    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+};
+
 static int b64_value(char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
+    return (int)b64_table[(uint8_t)c] - 1;
 }
 
 int s2_base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_len)
@@ -200,14 +203,25 @@ int s2_base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_le
     uint8_t *buf = malloc(len / 4 * 3 + 1);
     if (buf == NULL)
         return -ENOMEM;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int last = i + 4 == len;
+    const uint8_t *t = (const uint8_t *)text;
+    size_t o = 0, i = 0;
+    /* Every quad but the last has no padding. */
+    for (; i + 4 < len; i += 4) {
+        uint32_t a = b64_table[t[i]], b = b64_table[t[i + 1]], c = b64_table[t[i + 2]],
+                 d = b64_table[t[i + 3]];
+        if (a == 0 || b == 0 || c == 0 || d == 0)
+            goto FAIL;
+        uint32_t w = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6 | (d - 1);
+        buf[o++] = (uint8_t)(w >> 16);
+        buf[o++] = (uint8_t)(w >> 8);
+        buf[o++] = (uint8_t)w;
+    }
+    for (; i < len; i += 4) {
         int v[4];
         int pad = 0;
         for (int k = 0; k < 4; k++) {
             char c = text[i + k];
-            if (c == '=' && last && k >= 2) {
+            if (c == '=' && k >= 2) {
                 v[k] = 0;
                 pad++;
                 continue;
