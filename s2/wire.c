@@ -33,6 +33,17 @@ static char *quote_big_integers(const char *text, size_t len)
     for (size_t i = 0; i < len;) {
         char c = text[i];
         if (in_string) {
+            /* Copy the run up to the next quote or backslash at once:
+             * record bodies are long strings. */
+            size_t j = i;
+            while (j < len && text[j] != '"' && text[j] != '\\')
+                j++;
+            memcpy(out + o, text + i, j - i);
+            o += j - i;
+            i = j;
+            if (i == len)
+                break;
+            c = text[i];
             out[o++] = c;
             i++;
             if (c == '\\' && i < len)
