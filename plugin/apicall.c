@@ -13,6 +13,7 @@
 #include "envelope.h"
 #include "json.h"
 #include "publish.h"
+#include "telemetry/service.h"
 
 struct tel_apicall {
     const struct agent_host_api *api;
@@ -64,6 +65,10 @@ void tel_apicall_observe(const struct agent_request_info *info, void *arg)
     int admitted;
     if (a->stopped || info->operation_id == NULL || info->operation_id[0] == '\0' ||
         (info->route_flags & AGENT_ROUTE_SIDE_EFFECT_FREE))
+        return;
+    /* The gate would drop it: do not build it (every request gets here). */
+    const struct telemetry_service *svc = tel_publish_service(a->pub);
+    if (!(svc->categories(svc->ctx) & TELEMETRY_CAT_CONTROL))
         return;
     evbuffer_drain(a->data, evbuffer_get_length(a->data));
     if (tel_apicall_data(info, a->data) != 0)
