@@ -103,7 +103,7 @@ struct agent_route {
  * path (also a long streaming one, when it ends). Everything is borrowed for
  * the duration of the observer call. */
 struct agent_request_info {
-    uint32_t struct_size;     /* sizeof(struct agent_request_info) */
+    uint32_t struct_size; /* sizeof(struct agent_request_info) */
     const char *method;
     const char *path;
     const char *operation_id; /* NULL when the route has none */
