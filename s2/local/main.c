@@ -10,6 +10,7 @@
  *                                         survives kill -9; batch: also fdatasync per append,
  *                                         survives power loss
  *   --max-long-polls N S2LOCAL_MAX_LONG_POLLS  open wait= reads (default 1024)
+ *   --max-read-sessions N S2LOCAL_MAX_READ_SESSIONS  open read sessions (SSE; default 1024)
  * On start it prints "s2-local: listening on http://ADDR:PORT" and the
  * environment for S2 SDKs and CLIs to stderr. SIGINT/SIGTERM stop it.
  */
@@ -28,7 +29,7 @@
 
 static const char usage[] =
     "usage: s2-local [--listen ADDR] [--port N] [--data-dir DIR] [--basin NAME]\n"
-    "                [--fsync none|batch] [--max-long-polls N]\n"
+    "                [--fsync none|batch] [--max-long-polls N] [--max-read-sessions N]\n"
     "  --listen ADDR       address to bind (S2LOCAL_LISTEN; default 127.0.0.1)\n"
     "  --port N            port, 0 picks a free one (S2LOCAL_PORT; default 4243)\n"
     "  --data-dir DIR      keep streams durably in DIR (S2LOCAL_DATA_DIR; default in memory)\n"
@@ -36,7 +37,10 @@ static const char usage[] =
     "  --fsync MODE        none: acknowledge after write(2), survives kill -9 (default);\n"
     "                      batch: fdatasync each append first, survives power loss\n"
     "                      (S2LOCAL_FSYNC)\n"
-    "  --max-long-polls N  bound on open wait= reads (S2LOCAL_MAX_LONG_POLLS; default 1024)\n";
+    "  --max-long-polls N  bound on open wait= reads (S2LOCAL_MAX_LONG_POLLS; default 1024)\n"
+    "  --max-read-sessions N\n"
+    "                      bound on open read sessions, SSE (S2LOCAL_MAX_READ_SESSIONS;\n"
+    "                      default 1024)\n";
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -58,7 +62,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     struct app *app = arg;
     fprintf(stderr, "s2-local: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    /* Let the answers to open long polls go out first. */
+    /* Let the answers to open long polls and sessions go out first. */
     s2l_server_drain(app->srv);
     struct timeval tv = {0, 100 * 1000};
     event_base_loopexit(app->base, &tv);
@@ -85,6 +89,7 @@ int main(int argc, char **argv)
     const char *basin = getenv("S2LOCAL_BASIN");
     const char *fsync_s = getenv("S2LOCAL_FSYNC");
     const char *polls_s = getenv("S2LOCAL_MAX_LONG_POLLS");
+    const char *sessions_s = getenv("S2LOCAL_MAX_READ_SESSIONS");
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"port", required_argument, NULL, 'p'},
@@ -92,11 +97,12 @@ int main(int argc, char **argv)
         {"basin", required_argument, NULL, 'b'},
         {"fsync", required_argument, NULL, 'f'},
         {"max-long-polls", required_argument, NULL, 'm'},
+        {"max-read-sessions", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "l:p:d:b:f:m:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:p:d:b:f:m:s:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'l':
             listen = optarg;
@@ -115,6 +121,9 @@ int main(int argc, char **argv)
             break;
         case 'm':
             polls_s = optarg;
+            break;
+        case 's':
+            sessions_s = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -144,6 +153,12 @@ int main(int argc, char **argv)
         return 2;
     }
     opts.max_long_polls = (uint32_t)v;
+    v = 0;
+    if (sessions_s && *sessions_s && parse_uint(sessions_s, 1000000, &v) != 0) {
+        fprintf(stderr, "s2-local: invalid --max-read-sessions: %s\n", sessions_s);
+        return 2;
+    }
+    opts.max_read_sessions = (uint32_t)v;
     if (fsync_s == NULL || *fsync_s == 0 || strcmp(fsync_s, "none") == 0) {
         opts.fsync = S2L_FSYNC_NONE;
     } else if (strcmp(fsync_s, "batch") == 0) {

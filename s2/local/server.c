@@ -25,12 +25,8 @@
 
 #include "s2/local.h"
 #include "s2/wire.h"
+#include "sse.h"
 #include "store.h"
-
-enum fmt {
-    FMT_RAW = 0,
-    FMT_BASE64 = 1,
-};
 
 struct poll;
 
@@ -47,15 +43,13 @@ struct s2l_server {
     void *log_arg;
     struct poll *polls; /* open long polls */
     uint32_t npolls;
+    struct s2l_sse_hub *sse; /* read sessions (SSE) */
 };
 
 /* What a read returns once its start is known. */
 struct read_plan {
-    enum fmt fmt;
     uint64_t start;
-    uint64_t count, bytes;
-    bool has_until;
-    uint64_t until;
+    struct s2l_read_bounds b; /* count and bytes within the unary caps */
 };
 
 /* An open long poll: a read at the tail waiting for an append or its
@@ -89,132 +83,7 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-uint64_t s2l_metered_size(size_t nheaders, uint64_t header_bytes, uint64_t body_len)
-{
-    return 8 + 2 * (uint64_t)nheaders + header_bytes + body_len;
-}
-
 /* ---- JSON output ---- */
-
-/* Length of the valid UTF-8 sequence at s, or 0 with *skip set to the
- * maximal invalid subpart to replace by one U+FFFD. */
-static size_t utf8_seq(const uint8_t *s, size_t len, size_t *skip)
-{
-    uint8_t c = s[0];
-    size_t n;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        *skip = 1;
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if (i >= len || s[i] < lo || s[i] > hi) {
-            *skip = i;
-            return 0;
-        }
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    return n;
-}
-
-int s2l_json_string(struct evbuffer *out, const uint8_t *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    int rc = evbuffer_add(out, "\"", 1);
-    size_t i = 0, run = 0; /* run: safe bytes pending from s + i - run */
-    while (rc == 0 && i < len) {
-        uint8_t c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            i++;
-            run++;
-            continue;
-        }
-        size_t skip = 0, n = c >= 0x80 ? utf8_seq(s + i, len - i, &skip) : 0;
-        if (n > 0) {
-            i += n;
-            run += n;
-            continue;
-        }
-        if (run > 0)
-            rc = evbuffer_add(out, s + i - run, run);
-        run = 0;
-        if (rc != 0)
-            break;
-        if (c >= 0x80) {
-            rc = evbuffer_add(out, "\xEF\xBF\xBD", 3);
-            i += skip;
-            continue;
-        }
-        char esc[7] = {'\\', 0};
-        size_t elen = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            elen = 6;
-        }
-        rc = evbuffer_add(out, esc, elen);
-        i++;
-    }
-    if (rc == 0 && run > 0)
-        rc = evbuffer_add(out, s + i - run, run);
-    if (rc == 0)
-        rc = evbuffer_add(out, "\"", 1);
-    return rc == 0 ? 0 : -ENOMEM;
-}
-
-static int json_bytes(struct evbuffer *out, const uint8_t *s, size_t len, enum fmt fmt)
-{
-    if (fmt == FMT_RAW)
-        return s2l_json_string(out, s, len);
-    char *b64 = NULL;
-    size_t blen = 0;
-    int rc = s2_base64_encode(s, len, &b64, &blen);
-    if (rc != 0)
-        return rc;
-    rc = evbuffer_add_printf(out, "\"%s\"", b64) < 0 ? -ENOMEM : 0;
-    free(b64);
-    return rc;
-}
 
 static void rfc3339(uint64_t ms, char *buf, size_t cap)
 {
@@ -364,14 +233,14 @@ static bool ctype_is_json(const char *ct)
 }
 
 /* S2-Format: raw (default) | json | base64 | json-binsafe. */
-static int parse_format(struct evhttp_request *req, enum fmt *out)
+static int parse_format(struct evhttp_request *req, enum s2l_fmt *out)
 {
     const char *f = in_header(req, "S2-Format");
-    *out = FMT_RAW;
+    *out = S2L_FMT_RAW;
     if (f == NULL || strcmp(f, "raw") == 0 || strcmp(f, "json") == 0)
         return 0;
     if (strcmp(f, "base64") == 0 || strcmp(f, "json-binsafe") == 0) {
-        *out = FMT_BASE64;
+        *out = S2L_FMT_BASE64;
         return 0;
     }
     reply_error(req, 400, "bad_header",
@@ -430,18 +299,6 @@ static bool json_has_nul_escape(const char *s, size_t len)
     return false;
 }
 
-static bool utf8_ok(const uint8_t *s, size_t len)
-{
-    size_t skip;
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq(s + i, len - i, &skip);
-        if (n == 0)
-            return false;
-        i += n;
-    }
-    return true;
-}
-
 /* Parse a JSON request body; sends 400 bad_json and returns -1 on failure.
  * An empty body gives *out NULL when allow_empty. */
 static int parse_json_body(struct evhttp_request *req, bool allow_empty, cJSON **out)
@@ -459,7 +316,7 @@ static int parse_json_body(struct evhttp_request *req, bool allow_empty, cJSON *
         reply_error(req, 400, "bad_json", "Expected request with `Content-Type: application/json`");
         return -1;
     }
-    if (!utf8_ok((const uint8_t *)text, len)) {
+    if (!s2l_utf8_valid((const uint8_t *)text, len)) {
         reply_error(req, 400, "bad_json",
                     "Failed to parse the request body as JSON: invalid UTF-8");
         return -1;
@@ -978,12 +835,12 @@ static void append_in_free(struct append_in *a)
 
 /* Decode one string of the body per S2-Format. 0, -EINVAL (bad base64),
  * -ENOMEM. */
-static int decode_str(struct append_in *a, const cJSON *s, enum fmt fmt, const uint8_t **out,
+static int decode_str(struct append_in *a, const cJSON *s, enum s2l_fmt fmt, const uint8_t **out,
                       size_t *len)
 {
     const char *text = s->valuestring;
     size_t tlen = strlen(text);
-    if (fmt == FMT_RAW) {
+    if (fmt == S2L_FMT_RAW) {
         *out = (const uint8_t *)text;
         *len = tlen;
         return 0;
@@ -998,7 +855,7 @@ static int decode_str(struct append_in *a, const cJSON *s, enum fmt fmt, const u
 }
 
 /* Parse and validate an AppendInput. Replies and returns -1 on failure. */
-static int parse_append(struct evhttp_request *req, const cJSON *body, enum fmt fmt,
+static int parse_append(struct evhttp_request *req, const cJSON *body, enum s2l_fmt fmt,
                         struct append_in *a)
 {
     const cJSON *recs = cJSON_GetObjectItemCaseSensitive(body, "records");
@@ -1048,8 +905,8 @@ static int parse_append(struct evhttp_request *req, const cJSON *body, enum fmt 
     }
     a->recs = calloc(n, sizeof *a->recs);
     a->hdrs = calloc(nh ? nh : 1, sizeof *a->hdrs);
-    a->allocs = fmt == FMT_BASE64 ? calloc(nstr, sizeof *a->allocs) : NULL;
-    if (a->recs == NULL || a->hdrs == NULL || (fmt == FMT_BASE64 && a->allocs == NULL)) {
+    a->allocs = fmt == S2L_FMT_BASE64 ? calloc(nstr, sizeof *a->allocs) : NULL;
+    if (a->recs == NULL || a->hdrs == NULL || (fmt == S2L_FMT_BASE64 && a->allocs == NULL)) {
         reply_error(req, 500, "other", "out of memory");
         return -1;
     }
@@ -1152,7 +1009,7 @@ static void append(struct s2l_server *srv, struct evhttp_request *req, const uin
     cJSON *body = NULL;
     struct append_in a = {0};
     struct s2l_rec *recs = NULL;
-    enum fmt fmt;
+    enum s2l_fmt fmt;
     if (basin_header(req) == NULL || parse_format(req, &fmt) != 0)
         return;
     if (parse_json_body(req, false, &body) != 0)
@@ -1239,6 +1096,7 @@ static void append(struct s2l_server *srv, struct evhttp_request *req, const uin
     evbuffer_free(buf);
 WAKE:
     polls_wake(srv, st);
+    s2l_sse_wake(srv->sse, st);
 OUT:
     free(recs);
     append_in_free(&a);
@@ -1246,58 +1104,6 @@ OUT:
 }
 
 /* ---- read ---- */
-
-struct read_out {
-    const struct read_plan *plan;
-    struct evbuffer *buf;
-    uint64_t n, bytes;
-};
-
-static int read_one(const struct s2l_rec *rec, void *arg)
-{
-    struct read_out *o = arg;
-    const struct read_plan *p = o->plan;
-    uint64_t hbytes = 0;
-    for (size_t i = 0; i < rec->nheaders; i++)
-        hbytes += rec->headers[i].name_len + rec->headers[i].value_len;
-    uint64_t m = s2l_metered_size(rec->nheaders, hbytes, rec->body_len);
-    if (o->n >= p->count || m > p->bytes - o->bytes || (p->has_until && rec->timestamp >= p->until))
-        return 1;
-    struct evbuffer *b = o->buf;
-    int rc = evbuffer_add_printf(b, "%s{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64,
-                                 o->n ? "," : "", rec->seq_num, rec->timestamp) < 0
-                 ? -ENOMEM
-                 : 0;
-    if (rc == 0 && rec->nheaders > 0) {
-        rc = evbuffer_add(b, ",\"headers\":[", 12) ? -ENOMEM : 0;
-        for (size_t i = 0; rc == 0 && i < rec->nheaders; i++) {
-            const struct s2l_hdr *h = &rec->headers[i];
-            rc = evbuffer_add(b, i ? ",[" : "[", i ? 2 : 1) ? -ENOMEM : 0;
-            if (rc == 0)
-                rc = json_bytes(b, h->name, h->name_len, p->fmt);
-            if (rc == 0)
-                rc = evbuffer_add(b, ",", 1) ? -ENOMEM : 0;
-            if (rc == 0)
-                rc = json_bytes(b, h->value, h->value_len, p->fmt);
-            if (rc == 0)
-                rc = evbuffer_add(b, "]", 1) ? -ENOMEM : 0;
-        }
-        if (rc == 0)
-            rc = evbuffer_add(b, "]", 1) ? -ENOMEM : 0;
-    }
-    if (rc == 0 && rec->body_len > 0) {
-        rc = evbuffer_add(b, ",\"body\":", 8) ? -ENOMEM : 0;
-        if (rc == 0)
-            rc = json_bytes(b, rec->body, rec->body_len, p->fmt);
-    }
-    if (rc == 0)
-        rc = evbuffer_add(b, "}", 1) ? -ENOMEM : 0;
-    if (rc != 0)
-        return rc;
-    o->n++;
-    o->bytes += m;
-    return 0;
-}
 
 /* Read per plan and reply 200 {"records":[...],"tail":...}. */
 static void reply_records(struct s2l_server *srv, struct evhttp_request *req, struct s2l_stream *st,
@@ -1308,10 +1114,9 @@ static void reply_records(struct s2l_server *srv, struct evhttp_request *req, st
         evhttp_send_error(req, 500, "out of memory");
         return;
     }
-    struct read_out o = {plan, buf, 0, 0};
     evbuffer_add(buf, "{\"records\":[", 12);
-    size_t max = plan->count > S2L_READ_MAX_RECORDS ? S2L_READ_MAX_RECORDS : (size_t)plan->count;
-    int rc = s2l_stream_read(st, plan->start, max, read_one, &o);
+    struct s2l_read_stats stats;
+    int rc = s2l_records_write(st, plan->start, &plan->b, buf, &stats);
     if (rc != 0) {
         reply_errno(srv, req, rc, "reading");
         evbuffer_free(buf);
@@ -1434,63 +1239,167 @@ static int query_u64(struct evhttp_request *req, struct evkeyvalq *q, const char
     return 0;
 }
 
-static void read_records(struct s2l_server *srv, struct evhttp_request *req, struct evkeyvalq *q,
-                         const uint8_t *name, size_t len)
+/* Whether the first media type of an Accept header is type. */
+static bool accept_first_is(const char *accept, const char *type)
 {
-    struct read_plan plan = {0};
-    const char *accept = in_header(req, "Accept");
-    if (accept != NULL) {
-        while (*accept == ' ')
-            accept++;
-        if (strncasecmp(accept, "application/protobuf", 20) == 0 ||
-            strncasecmp(accept, "application/x-protobuf", 22) == 0 ||
-            strncasecmp(accept, "text/event-stream", 17) == 0) {
-            reply_error(req, 400, "bad_header",
-                        "s2-local answers reads in JSON only; send `Accept: application/json`");
-            return;
-        }
+    if (accept == NULL)
+        return false;
+    while (*accept == ' ' || *accept == '\t')
+        accept++;
+    size_t n = strlen(type);
+    return strncasecmp(accept, type, n) == 0 &&
+           (accept[n] == 0 || accept[n] == ';' || accept[n] == ',' || accept[n] == ' ');
+}
+
+/* Last-Event-ID of a read session: "<seq_num>,<count>,<bytes>". */
+static int parse_last_event_id(const char *s, uint64_t v[3])
+{
+    for (int i = 0; i < 3; i++) {
+        size_t n = strcspn(s, ",");
+        char part[24];
+        if (n == 0 || n >= sizeof part)
+            return -1;
+        memcpy(part, s, n);
+        part[n] = 0;
+        if (!parse_u64_str(part, &v[i]))
+            return -1;
+        s += n;
+        if (i < 2 && *s++ != ',')
+            return -1;
     }
-    if (basin_header(req) == NULL || parse_format(req, &plan.fmt) != 0)
-        return;
-    bool has_seq, has_ts, has_off, has_count, has_bytes, has_wait;
-    uint64_t seq = 0, ts = 0, off = 0, wait = 0;
-    if (query_u64(req, q, "seq_num", &has_seq, &seq) ||
-        query_u64(req, q, "timestamp", &has_ts, &ts) ||
-        query_u64(req, q, "tail_offset", &has_off, &off) ||
-        query_u64(req, q, "count", &has_count, &plan.count) ||
-        query_u64(req, q, "bytes", &has_bytes, &plan.bytes) ||
-        query_u64(req, q, "until", &plan.has_until, &plan.until) ||
-        query_u64(req, q, "wait", &has_wait, &wait))
-        return;
-    if (wait > UINT32_MAX) {
+    return *s == 0 && v[0] < UINT64_MAX ? 0 : -1;
+}
+
+/* The query of a read, parsed and checked. */
+struct read_query {
+    bool has_seq, has_ts, has_off, has_count, has_bytes, has_until, clamp;
+    uint64_t seq, ts, off, count, bytes, until, wait;
+    bool resumed; /* from Last-Event-ID */
+    uint64_t done_count, done_bytes;
+};
+
+/* Parse the query (and, for a session, Last-Event-ID); replies and returns
+ * -1 on a bad request. */
+static int parse_read_query(struct evhttp_request *req, struct evkeyvalq *q, bool session,
+                            struct read_query *rq)
+{
+    if (query_u64(req, q, "seq_num", &rq->has_seq, &rq->seq) ||
+        query_u64(req, q, "timestamp", &rq->has_ts, &rq->ts) ||
+        query_u64(req, q, "tail_offset", &rq->has_off, &rq->off) ||
+        query_u64(req, q, "count", &rq->has_count, &rq->count) ||
+        query_u64(req, q, "bytes", &rq->has_bytes, &rq->bytes) ||
+        query_u64(req, q, "until", &rq->has_until, &rq->until))
+        return -1;
+    bool has_wait;
+    if (query_u64(req, q, "wait", &has_wait, &rq->wait))
+        return -1;
+    if (rq->wait > UINT32_MAX) {
         reply_error(req, 400, "bad_query", "Failed to deserialize query string: invalid `wait`");
-        return;
+        return -1;
     }
-    bool clamp = false;
     const char *cs = evhttp_find_header(q, "clamp");
     if (cs != NULL) {
         if (strcmp(cs, "true") != 0 && strcmp(cs, "false") != 0) {
             reply_error(req, 400, "bad_query",
                         "Failed to deserialize query string: invalid "
                         "`clamp`");
-            return;
+            return -1;
         }
-        clamp = strcmp(cs, "true") == 0;
+        rq->clamp = strcmp(cs, "true") == 0;
     }
-    if ((int)has_seq + (int)has_ts + (int)has_off > 1) {
+    if ((int)rq->has_seq + (int)rq->has_ts + (int)rq->has_off > 1) {
         reply_error(req, 422, "invalid",
                     "only one of seq_num, timestamp, or tail_offset can be provided");
-        return;
+        return -1;
     }
-    if (has_ts && plan.has_until && plan.until <= ts) {
+    const char *lei = session ? in_header(req, "Last-Event-ID") : NULL;
+    if (lei != NULL) {
+        /* Resume after the last batch seen, within what is left of the
+         * bounds. */
+        uint64_t v[3];
+        if (parse_last_event_id(lei, v) != 0) {
+            reply_error(req, 400, "bad_header",
+                        "Invalid header `last-event-id`: expected <seq_num>,<count>,<bytes>");
+            return -1;
+        }
+        rq->resumed = true;
+        rq->has_seq = true;
+        rq->seq = v[0] + 1;
+        rq->has_ts = rq->has_off = false;
+        rq->count = rq->count > v[1] ? rq->count - v[1] : 0;
+        rq->bytes = rq->bytes > v[2] ? rq->bytes - v[2] : 0;
+        rq->done_count = v[1];
+        rq->done_bytes = v[2];
+    }
+    if (rq->has_ts && rq->has_until && rq->until <= rq->ts) {
         reply_error(req, 422, "invalid", "start `timestamp` exceeds or equal to `until`");
+        return -1;
+    }
+    return 0;
+}
+
+/* Hand a validated read over to a session (SSE). */
+static void start_session(struct s2l_server *srv, struct evhttp_request *req, struct s2l_stream *st,
+                          const struct read_query *rq, uint64_t start, enum s2l_fmt fmt)
+{
+    if (srv->draining) {
+        reply_error(req, 503, "server_draining", "s2-local is shutting down");
         return;
     }
-    if (!has_count || plan.count > S2L_READ_MAX_RECORDS)
-        plan.count = S2L_READ_MAX_RECORDS;
-    if (!has_bytes || plan.bytes > S2L_READ_MAX_BYTES)
-        plan.bytes = S2L_READ_MAX_BYTES;
-    if (wait > S2L_MAX_WAIT_S)
+    if (s2l_sse_hub_full(srv->sse)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "retry-after-ms", "1000");
+        reply_error(req, 429, "rate_limited", "too many open read sessions; retry later");
+        return;
+    }
+    struct s2l_sse_params p = {
+        .st = st,
+        .start = start,
+        .fmt = fmt,
+        .has_count = rq->has_count,
+        .has_bytes = rq->has_bytes,
+        .has_until = rq->has_until,
+        .count = rq->count,
+        .bytes = rq->bytes,
+        .until = rq->until,
+        .wait_s = (uint32_t)rq->wait,
+        .sent_count = rq->done_count,
+        .sent_bytes = rq->done_bytes,
+    };
+    if (s2l_sse_start(srv->sse, req, &p) != 0)
+        reply_error(req, 500, "other", "out of memory");
+}
+
+/* GET /v1/streams/{s}/records: a unary read (JSON), or a read session
+ * (SSE) when the first type of Accept is text/event-stream. */
+static void read_records(struct s2l_server *srv, struct evhttp_request *req, struct evkeyvalq *q,
+                         const uint8_t *name, size_t len)
+{
+    struct read_plan plan = {0};
+    struct read_query rq = {0};
+    const char *accept = in_header(req, "Accept");
+    bool session = accept_first_is(accept, "text/event-stream");
+    if (accept_first_is(accept, "application/protobuf") ||
+        accept_first_is(accept, "application/x-protobuf")) {
+        reply_error(req, 400, "bad_header",
+                    "s2-local answers reads in JSON or as an event stream, not protobuf; send "
+                    "`Accept: application/json` or `Accept: text/event-stream`");
+        return;
+    }
+    if (basin_header(req) == NULL || parse_format(req, &plan.b.fmt) != 0)
+        return;
+    if (parse_read_query(req, q, session, &rq) != 0)
+        return;
+    /* A session has only the bounds it was given; a unary read is capped. */
+    uint64_t wait = rq.wait;
+    plan.b.has_until = rq.has_until;
+    plan.b.until = rq.until;
+    plan.b.count = rq.count;
+    plan.b.bytes = rq.bytes;
+    if (!rq.has_count || plan.b.count > S2L_READ_MAX_RECORDS)
+        plan.b.count = S2L_READ_MAX_RECORDS;
+    if (!rq.has_bytes || plan.b.bytes > S2L_READ_MAX_BYTES)
+        plan.b.bytes = S2L_READ_MAX_BYTES;
+    if (!session && wait > S2L_MAX_WAIT_S)
         wait = S2L_MAX_WAIT_S;
 
     struct s2l_basin *b = request_basin(srv, req);
@@ -1503,38 +1412,44 @@ static void read_records(struct s2l_server *srv, struct evhttp_request *req, str
     uint64_t tail, last_ts;
     s2l_stream_tail(st, &tail, &last_ts);
     uint64_t start;
-    if (has_seq) {
-        if (seq > tail && !clamp) {
+    if (rq.has_seq) {
+        if (rq.seq > tail && !rq.clamp) {
             reply_tail(req, 416, st);
             return;
         }
-        start = seq > tail ? tail : seq;
-    } else if (has_ts) {
-        if (ts > last_ts && !clamp) {
+        start = rq.seq > tail ? tail : rq.seq;
+    } else if (rq.has_ts) {
+        if (rq.ts > last_ts && !rq.clamp) {
             reply_tail(req, 416, st);
             return;
         }
-        int rc = ts > last_ts ? 0 : s2l_stream_seek_timestamp(st, ts, &start);
-        if (ts > last_ts)
+        int rc = rq.ts > last_ts ? 0 : s2l_stream_seek_timestamp(st, rq.ts, &start);
+        if (rq.ts > last_ts)
             start = tail;
         if (rc != 0) {
             reply_errno(srv, req, rc, "seeking");
             return;
         }
     } else {
-        start = tail - (off < tail ? off : tail);
+        start = tail - (rq.off < tail ? rq.off : tail);
     }
     uint64_t trim = s2l_stream_trim_point(st);
     if (start < trim)
         start = trim;
     plan.start = start;
+    /* At the tail a read that cannot follow is 416: a unary read follows
+     * only with wait, a session also when it has no count, bytes or until. */
+    bool can_follow = wait > 0 || (session && !rq.has_count && !rq.has_bytes && !rq.has_until);
+    if (start >= tail && !can_follow) {
+        reply_tail(req, 416, st);
+        return;
+    }
+    if (session) {
+        start_session(srv, req, st, &rq, start, plan.b.fmt);
+        return;
+    }
     if (start >= tail) {
-        /* At the tail: a unary read can follow only with wait. */
-        if (wait == 0) {
-            reply_tail(req, 416, st);
-            return;
-        }
-        if (plan.count == 0 || plan.bytes == 0) {
+        if (plan.b.count == 0 || plan.b.bytes == 0) {
             reply_records(srv, req, st, &plan);
             return;
         }
@@ -1741,6 +1656,9 @@ int s2l_server_new(struct event_base *base, const struct s2l_opts *opts, s2l_log
             goto FAIL;
     }
     rc = -ENOMEM;
+    struct s2l_sse_hub_opts so = {opts->max_read_sessions, opts->heartbeat_ms};
+    if (s2l_sse_hub_new(base, &so, log, log_arg, &srv->sse) != 0)
+        goto FAIL;
     srv->http = evhttp_new(base);
     if (srv->http == NULL)
         goto FAIL;
@@ -1792,6 +1710,8 @@ void s2l_server_drain(struct s2l_server *srv)
         poll_unlink(p);
         reply_error(req, 503, "server_draining", "s2-local is shutting down");
     }
+    if (srv->sse != NULL)
+        s2l_sse_drain(srv->sse);
 }
 
 void s2l_server_free(struct s2l_server *srv)
@@ -1800,6 +1720,7 @@ void s2l_server_free(struct s2l_server *srv)
         return;
     if (srv->http)
         s2l_server_drain(srv);
+    s2l_sse_hub_free(srv->sse);
     if (srv->http)
         evhttp_free(srv->http);
     s2l_store_free(srv->store);

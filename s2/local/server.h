@@ -10,7 +10,9 @@
  *   GET|PUT /v1/streams/{s}                  config, ensure (s2-provision-result)
  *   POST /v1/streams/{s}/records             append (JSON; S2-Format raw|json|base64|json-binsafe)
  *   GET  /v1/streams/{s}/records             unary read (seq_num|timestamp|tail_offset, count,
- *                                            bytes, until, clamp, wait <= 60 s)
+ *                                            bytes, until, clamp, wait <= 60 s); with
+ *                                            Accept: text/event-stream a read session
+ *                                            (sse.h; Last-Event-ID resumes)
  *   GET  /v1/streams/{s}/records/tail        check-tail
  *
  * Basins: with s2l_opts.basin set, that basin is created at start and other
@@ -24,6 +26,10 @@
  * "tail":...}. Open long polls are bounded by max_long_polls; beyond it a
  * read with wait answers 429 rate_limited. Freeing the server answers open
  * long polls 503 server_draining.
+ *
+ * Read sessions: the same query without the 1000-record / 1 MiB caps; the
+ * errors found before streaming (400, 404, 416, 422, 429 beyond
+ * max_read_sessions, 503 when draining) are JSON replies.
  */
 #ifndef S2L_SERVER_H
 #define S2L_SERVER_H
@@ -31,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct evbuffer;
+#include "records.h"
 
 /* Largest request body accepted (evhttp answers 413 beyond it). */
 #define S2L_MAX_BODY ((size_t)5 << 19) /* 2.5 MiB */
@@ -41,12 +47,5 @@ struct evbuffer;
 #define S2L_APPEND_MAX_RECORDS 1000
 #define S2L_APPEND_MAX_BYTES ((uint64_t)1 << 20)
 #define S2L_DEFAULT_MAX_LONG_POLLS 1024
-
-/* Append s as a JSON string (with quotes) to out. Invalid UTF-8 becomes
- * U+FFFD, one per maximal invalid subsequence. Returns 0 or -ENOMEM. */
-int s2l_json_string(struct evbuffer *out, const uint8_t *s, size_t len);
-
-/* Metered size of a record: 8 + 2 * headers + name and value bytes + body. */
-uint64_t s2l_metered_size(size_t nheaders, uint64_t header_bytes, uint64_t body_len);
 
 #endif /* S2L_SERVER_H */
