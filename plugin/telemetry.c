@@ -13,16 +13,12 @@
 #include "archive.h"
 #include "bus.h"
 #include "config.h"
+#include "openapi.h"
 #include "publish.h"
+#include "read.h"
 #include "session.h"
 #include "stream.h"
 #include "telemetry/service.h"
-#ifdef TEL_HAVE_READ
-#include "read.h"
-#endif
-#ifdef TEL_HAVE_OPENAPI
-#include "openapi.h"
-#endif
 
 struct tel_plugin {
     const struct agent_host_api *api;
@@ -33,9 +29,7 @@ struct tel_plugin {
     struct tel_stream *stream;
     struct tel_archive *archive;
     struct tel_apicall *apicall;
-#ifdef TEL_HAVE_READ
     struct tel_read *read;
-#endif
     agent_done_fn done;
     void *done_token;
 };
@@ -53,9 +47,7 @@ static void plugin_destroy(void *state)
         return;
     tel_apicall_free(p->apicall);
     tel_stream_free(p->stream);
-#ifdef TEL_HAVE_READ
     tel_read_free(p->read);
-#endif
     tel_archive_free(p->archive);
     tel_publish_free(p->publish);
     tel_session_free(p->session);
@@ -97,16 +89,12 @@ static int add_routes(struct tel_plugin *p, char *err, size_t n)
                         AGENT_ROUTE_SIDE_EFFECT_FREE | AGENT_ROUTE_STREAMING, tel_stream_handle,
                         p->stream, err, n)) != 0)
         return rc;
-#ifdef TEL_HAVE_READ
     if ((rc = add_route(p, "GET", "/telemetry/events", "ReadTelemetryEvents",
                         AGENT_ROUTE_SIDE_EFFECT_FREE, tel_read_handle, p->read, err, n)) != 0)
         return rc;
-#endif
-#ifdef TEL_HAVE_OPENAPI
     if ((rc = add_route(p, "GET", TEL_OPENAPI_PATH, TEL_OPENAPI_OPERATION_ID,
                         AGENT_ROUTE_SIDE_EFFECT_FREE, tel_openapi_handle, NULL, err, n)) != 0)
         return rc;
-#endif
     return 0;
 }
 
@@ -149,13 +137,11 @@ static int plugin_init(const struct agent_host_api *api, void **state, char *err
         .api = api, .bus = p->bus, .s2 = &p->cfg.s2, .local_dir = p->cfg.archive_dir};
     if ((rc = tel_archive_new(&ao, &p->archive, err, errlen)) != 0)
         goto fail;
-#ifdef TEL_HAVE_READ
     struct tel_read_opts ro = {.api = api,
                                .client = tel_archive_client(p->archive),
                                .stream = tel_archive_stream(p->archive)};
     if ((rc = tel_read_new(&ro, &p->read)) != 0)
         goto fail;
-#endif
     if ((rc = tel_apicall_new(api, p->publish, &p->apicall)) != 0) {
         snprintf(err, errlen, "cannot add the request observer (%s)", strerror(-rc));
         goto fail;
@@ -199,9 +185,7 @@ static void plugin_shutdown(void *state, uint64_t deadline_ms, agent_done_fn don
     }
     tel_apicall_stop(p->apicall);
     tel_stream_shutdown(p->stream);
-#ifdef TEL_HAVE_READ
     tel_read_shutdown(p->read);
-#endif
     p->done = done;
     p->done_token = token;
     /* Leave a little of the host's deadline for the host itself. */
