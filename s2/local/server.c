@@ -18,13 +18,13 @@
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
 #include "s2/local.h"
 #include "s2/wire.h"
+#include "dataplane.h"
 #include "sse.h"
 #include "store.h"
 
@@ -74,13 +74,6 @@ static void slog(struct s2l_server *srv, int level, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     srv->log(level, buf, srv->log_arg);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* ---- JSON output ---- */
@@ -358,6 +351,56 @@ static const char *basin_header(struct evhttp_request *req)
     return name;
 }
 
+/* Reply with an S2 error of the data plane. */
+static void reply_dp_error(struct evhttp_request *req, const struct s2l_err *err)
+{
+    if (err->status == 412 && strcmp(err->code, "fencing_token_mismatch") == 0) {
+        cJSON *o = cJSON_CreateObject();
+        if (o)
+            cJSON_AddStringToObject(o, "fencing_token_mismatch", err->message);
+        reply_cjson(req, 412, o);
+        cJSON_Delete(o);
+        return;
+    }
+    if ((err->status == 412 || err->status == 416) && err->has_tail) {
+        struct evbuffer *buf = evbuffer_new();
+        if (buf == NULL) {
+            evhttp_send_error(req, 500, "out of memory");
+            return;
+        }
+        if (err->status == 412)
+            evbuffer_add_printf(buf, "{\"seq_num_mismatch\":%" PRIu64 "}", err->tail.seq_num);
+        else
+            evbuffer_add_printf(buf,
+                                "{\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}",
+                                err->tail.seq_num, err->tail.timestamp);
+        reply_json(req, err->status, buf);
+        evbuffer_free(buf);
+        return;
+    }
+    reply_error(req, err->status, err->code, "%s", err->message);
+}
+
+int s2l_server_basin(struct s2l_server *srv, const char *name, struct s2l_basin **out,
+                     struct s2l_err *err)
+{
+    if (name == NULL)
+        name = srv->basin;
+    if (name == NULL)
+        return s2l_dp_fail(err, -EINVAL, 400, "bad_header", "Missing header `s2-basin`");
+    if (s2l_store_basin(srv->store, name, out) == 0)
+        return 0;
+    if (srv->basin != NULL)
+        return s2l_dp_fail(err, -ENOENT, 404, "basin_not_found", "basin `%.48s` not found", name);
+    enum s2l_provision res;
+    int rc = s2l_store_basin_ensure(srv->store, name, NULL, &res, out);
+    if (rc != 0) {
+        slog(srv, 3, "creating the basin: %s", strerror(-rc));
+        return s2l_dp_fail_errno(err, rc, "creating the basin");
+    }
+    return 0;
+}
+
 /* The basin of a /v1/streams* request (S2-Basin); replies and returns NULL
  * on failure. */
 static struct s2l_basin *request_basin(struct s2l_server *srv, struct evhttp_request *req)
@@ -366,16 +409,9 @@ static struct s2l_basin *request_basin(struct s2l_server *srv, struct evhttp_req
     if (name == NULL)
         return NULL;
     struct s2l_basin *b = NULL;
-    if (s2l_store_basin(srv->store, name, &b) == 0)
-        return b;
-    if (srv->basin != NULL) {
-        reply_error(req, 404, "basin_not_found", "basin `%s` not found", name);
-        return NULL;
-    }
-    enum s2l_provision res;
-    int rc = s2l_store_basin_ensure(srv->store, name, NULL, &res, &b);
-    if (rc != 0) {
-        reply_errno(srv, req, rc, "creating the basin");
+    struct s2l_err err = {0};
+    if (s2l_server_basin(srv, name, &b, &err) != 0) {
+        reply_dp_error(req, &err);
         return NULL;
     }
     return b;
@@ -388,18 +424,12 @@ static struct s2l_stream *request_stream(struct s2l_server *srv, struct evhttp_r
                                          bool create)
 {
     struct s2l_stream *st = NULL;
-    int rc = s2l_basin_stream(b, name, len, &st);
-    if (rc == -ENOENT && create) {
-        enum s2l_provision res;
-        rc = s2l_basin_stream_ensure(b, name, len, NULL, false, &res, &st);
-    }
-    if (rc == -ENOENT) {
-        reply_error(req, 404, "stream_not_found", "stream `%.*s` in basin `%s` not found", (int)len,
-                    (const char *)name, s2l_basin_name(b));
-        return NULL;
-    }
+    struct s2l_err err = {0};
+    int rc = s2l_dp_stream(b, name, len, create, &st, &err);
     if (rc != 0) {
-        reply_errno(srv, req, rc, "opening the stream");
+        if (err.status >= 500)
+            slog(srv, 3, "%s", err.message);
+        reply_dp_error(req, &err);
         return NULL;
     }
     return st;
@@ -801,19 +831,8 @@ static void check_tail(struct s2l_server *srv, struct evhttp_request *req, const
 
 /* ---- append ---- */
 
-/* One decoded record of an append, pointing into the JSON or into decoded
- * base64 buffers. */
-struct in_rec {
-    bool has_ts;
-    uint64_t ts;
-    size_t nheaders;
-    struct s2l_hdr *headers;
-    const uint8_t *body;
-    size_t body_len;
-};
-
 struct append_in {
-    struct in_rec *recs;
+    struct s2l_dp_rec *recs; /* pointing into the JSON or decoded base64 */
     size_t n;
     struct s2l_hdr *hdrs; /* all headers, in order */
     uint8_t **allocs;     /* decoded base64 buffers */
@@ -912,10 +931,9 @@ static int parse_append(struct evhttp_request *req, const cJSON *body, enum s2l_
     }
     a->n = n;
     size_t i = 0, hi = 0;
-    uint64_t total = 0;
     cJSON_ArrayForEach(r, recs)
     {
-        struct in_rec *ir = &a->recs[i++];
+        struct s2l_dp_rec *ir = &a->recs[i++];
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "timestamp");
         if (t && !cJSON_IsNull(t)) {
             if (s2_wire_get_u64(t, &ir->ts) != 0)
@@ -933,7 +951,6 @@ static int parse_append(struct evhttp_request *req, const cJSON *body, enum s2l_
         ir->headers = a->hdrs + hi;
         const cJSON *hs = cJSON_GetObjectItemCaseSensitive(r, "headers");
         const cJSON *h;
-        uint64_t hbytes = 0;
         if (cJSON_IsArray(hs)) {
             cJSON_ArrayForEach(h, hs)
             {
@@ -947,7 +964,6 @@ static int parse_append(struct evhttp_request *req, const cJSON *body, enum s2l_
                 rc = decode_str(a, hn, fmt, &sh->name, &sh->name_len);
                 if (rc == 0)
                     rc = decode_str(a, hv, fmt, &sh->value, &sh->value_len);
-                hbytes += sh->name_len + sh->value_len;
                 ir->nheaders++;
             }
         }
@@ -959,56 +975,19 @@ static int parse_append(struct evhttp_request *req, const cJSON *body, enum s2l_
             reply_error(req, 422, "invalid", "invalid Base64 encoding");
             return -1;
         }
-        uint64_t metered = s2l_metered_size(ir->nheaders, hbytes, ir->body_len);
-        if (metered > S2L_APPEND_MAX_BYTES) {
-            reply_error(req, 422, "invalid", "record must not exceed a metered size of 1 MiB");
-            return -1;
-        }
-        total += metered;
-        /* A command: exactly one header, with an empty name. */
-        if (ir->nheaders == 1 && ir->headers[0].name_len == 0) {
-            const struct s2l_hdr *c = &ir->headers[0];
-            bool fence = c->value_len == 5 && memcmp(c->value, "fence", 5) == 0;
-            bool trim = c->value_len == 4 && memcmp(c->value, "trim", 4) == 0;
-            if (!fence && !trim) {
-                reply_error(req, 422, "invalid", "unknown command");
-                return -1;
-            }
-            if (fence && ir->body_len > S2L_FENCE_MAX) {
-                reply_error(req, 422, "invalid", "fencing token must not exceed 36 bytes");
-                return -1;
-            }
-            if (trim && ir->body_len != 8) {
-                reply_error(req, 422, "invalid", "trim point must be an 8-byte seq_num");
-                return -1;
-            }
-        } else {
-            for (size_t k = 0; k < ir->nheaders; k++) {
-                if (ir->headers[k].name_len == 0) {
-                    reply_error(req, 422, "invalid", "header name must not be empty");
-                    return -1;
-                }
-            }
-        }
     }
-    if (total > S2L_APPEND_MAX_BYTES) {
-        reply_error(req, 422, "invalid", "record batch must not exceed a metered size of 1 MiB");
-        return -1;
-    }
+    /* Sizes, commands and header names are checked by s2l_dp_append. */
     return 0;
 BAD_JSON:
     reply_error(req, 400, "bad_json", "Failed to deserialize the JSON body");
     return -1;
 }
 
-static void polls_wake(struct s2l_server *srv, struct s2l_stream *st);
-
 static void append(struct s2l_server *srv, struct evhttp_request *req, const uint8_t *name,
                    size_t len)
 {
     cJSON *body = NULL;
     struct append_in a = {0};
-    struct s2l_rec *recs = NULL;
     enum s2l_fmt fmt;
     if (basin_header(req) == NULL || parse_format(req, &fmt) != 0)
         return;
@@ -1023,64 +1002,15 @@ static void append(struct s2l_server *srv, struct evhttp_request *req, const uin
         request_stream(srv, req, b, name, len, s2l_basin_get_config(b).create_stream_on_append);
     if (st == NULL)
         goto OUT;
-    size_t flen;
-    const char *fence = s2l_stream_fence(st, &flen);
-    uint64_t tail_seq, last_ts;
-    s2l_stream_tail(st, &tail_seq, &last_ts);
-    /* Fencing token first, then match_seq_num (as S2 checks them). */
-    if (a.has_fence && (strlen(a.fence) != flen || memcmp(a.fence, fence, flen) != 0)) {
-        cJSON *o = cJSON_CreateObject();
-        if (o) {
-            char tok[S2L_FENCE_MAX + 1];
-            memcpy(tok, fence, flen);
-            tok[flen] = 0;
-            cJSON_AddStringToObject(o, "fencing_token_mismatch", tok);
-        }
-        reply_cjson(req, 412, o);
-        cJSON_Delete(o);
+    struct s2l_dp_cond cond = {a.has_fence ? a.fence : NULL, a.has_match, a.match};
+    struct s2l_append_ack ack;
+    struct s2l_err err = {0};
+    if (s2l_dp_append(st, a.recs, a.n, &cond, &ack, &err) != 0) {
+        if (err.status >= 500)
+            slog(srv, 3, "%s", err.message);
+        reply_dp_error(req, &err);
         goto OUT;
     }
-    if (a.has_match && a.match != tail_seq) {
-        struct evbuffer *buf = evbuffer_new();
-        if (buf) {
-            evbuffer_add_printf(buf, "{\"seq_num_mismatch\":%" PRIu64 "}", tail_seq);
-            reply_json(req, 412, buf);
-            evbuffer_free(buf);
-        } else {
-            evhttp_send_error(req, 500, "out of memory");
-        }
-        goto OUT;
-    }
-    recs = calloc(a.n, sizeof *recs);
-    if (recs == NULL) {
-        reply_error(req, 500, "other", "out of memory");
-        goto OUT;
-    }
-    struct s2l_stream_config cfg = s2l_stream_get_config(st);
-    uint64_t now = now_ms(), prev = last_ts;
-    for (size_t i = 0; i < a.n; i++) {
-        const struct in_rec *ir = &a.recs[i];
-        uint64_t t = now;
-        if (cfg.ts_mode != S2L_TS_ARRIVAL && ir->has_ts) {
-            t = ir->ts;
-            if (!cfg.ts_uncapped && t > now)
-                t = now;
-        } else if (cfg.ts_mode == S2L_TS_CLIENT_REQUIRE) {
-            reply_error(req, 422, "invalid", "record timestamp was required but was missing");
-            goto OUT;
-        }
-        if (t < prev)
-            t = prev;
-        prev = t;
-        recs[i] = (struct s2l_rec){0, t, ir->nheaders, ir->headers, ir->body, ir->body_len};
-    }
-    uint64_t first = 0;
-    int rc = s2l_stream_append(st, recs, a.n, &first);
-    if (rc != 0) {
-        reply_errno(srv, req, rc, "appending");
-        goto OUT;
-    }
-    s2l_stream_tail(st, &tail_seq, &last_ts);
     struct evbuffer *buf = evbuffer_new();
     if (buf == NULL) {
         evhttp_send_error(req, 500, "out of memory");
@@ -1090,15 +1020,13 @@ static void append(struct s2l_server *srv, struct evhttp_request *req, const uin
                         "{\"start\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "},"
                         "\"end\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "},"
                         "\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}",
-                        first, recs[0].timestamp, first + a.n, recs[a.n - 1].timestamp, tail_seq,
-                        last_ts);
+                        ack.start.seq_num, ack.start.timestamp, ack.end.seq_num, ack.end.timestamp,
+                        ack.tail.seq_num, ack.tail.timestamp);
     reply_json(req, 200, buf);
     evbuffer_free(buf);
 WAKE:
-    polls_wake(srv, st);
-    s2l_sse_wake(srv->sse, st);
+    s2l_server_appended(srv, st);
 OUT:
-    free(recs);
     append_in_free(&a);
     cJSON_Delete(body);
 }
@@ -1186,6 +1114,12 @@ static void polls_wake(struct s2l_server *srv, struct s2l_stream *st)
             poll_answer(p);
         p = next;
     }
+}
+
+void s2l_server_appended(struct s2l_server *srv, struct s2l_stream *st)
+{
+    polls_wake(srv, st);
+    s2l_sse_wake(srv->sse, st);
 }
 
 static int start_poll(struct s2l_server *srv, struct evhttp_request *req, struct s2l_stream *st,
@@ -1409,41 +1343,30 @@ static void read_records(struct s2l_server *srv, struct evhttp_request *req, str
         request_stream(srv, req, b, name, len, s2l_basin_get_config(b).create_stream_on_read);
     if (st == NULL)
         return;
-    uint64_t tail, last_ts;
-    s2l_stream_tail(st, &tail, &last_ts);
-    uint64_t start;
-    if (rq.has_seq) {
-        if (rq.seq > tail && !rq.clamp) {
-            reply_tail(req, 416, st);
-            return;
-        }
-        start = rq.seq > tail ? tail : rq.seq;
-    } else if (rq.has_ts) {
-        if (rq.ts > last_ts && !rq.clamp) {
-            reply_tail(req, 416, st);
-            return;
-        }
-        int rc = rq.ts > last_ts ? 0 : s2l_stream_seek_timestamp(st, rq.ts, &start);
-        if (rq.ts > last_ts)
-            start = tail;
-        if (rc != 0) {
-            reply_errno(srv, req, rc, "seeking");
-            return;
-        }
-    } else {
-        start = tail - (rq.off < tail ? rq.off : tail);
-    }
-    uint64_t trim = s2l_stream_trim_point(st);
-    if (start < trim)
-        start = trim;
-    plan.start = start;
     /* At the tail a read that cannot follow is 416: a unary read follows
      * only with wait, a session also when it has no count, bytes or until. */
     bool can_follow = wait > 0 || (session && !rq.has_count && !rq.has_bytes && !rq.has_until);
-    if (start >= tail && !can_follow) {
-        reply_tail(req, 416, st);
+    struct s2l_read_query dq = {
+        .has_seq_num = rq.has_seq,
+        .has_timestamp = rq.has_ts,
+        .has_tail_offset = rq.has_off,
+        .seq_num = rq.seq,
+        .timestamp = rq.ts,
+        .tail_offset = rq.off,
+        .has_until = rq.has_until,
+        .until = rq.until,
+        .clamp = rq.clamp,
+    };
+    struct s2l_err err = {0};
+    uint64_t start = 0, tail, last_ts;
+    if (s2l_dp_read_start(st, &dq, can_follow, &start, &err) != 0) {
+        if (err.status >= 500)
+            slog(srv, 3, "%s", err.message);
+        reply_dp_error(req, &err);
         return;
     }
+    s2l_stream_tail(st, &tail, &last_ts);
+    plan.start = start;
     if (session) {
         start_session(srv, req, st, &rq, start, plan.b.fmt);
         return;
@@ -1548,22 +1471,9 @@ static void route_streams(struct s2l_server *srv, struct evhttp_request *req,
     free(name);
 }
 
-/* Replies are written whole; without TCP_NODELAY the tail of one waits for
- * the client's delayed ACK on a kept-alive connection (~40 ms). */
-static void set_nodelay(struct evhttp_request *req)
-{
-    struct evhttp_connection *c = evhttp_request_get_connection(req);
-    struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    int one = 1;
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct s2l_server *srv = arg;
-    set_nodelay(req);
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
@@ -1677,6 +1587,13 @@ int s2l_server_new(struct event_base *base, const struct s2l_opts *opts, s2l_log
         goto FAIL;
     }
     srv->sock = sock;
+    /* Replies are written whole; without TCP_NODELAY the tail of one waits
+     * for the client's delayed ACK on a kept-alive connection (~40 ms).
+     * Accepted sockets inherit it from the listener on Linux. */
+    int one = 1;
+    if (setsockopt(evhttp_bound_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) !=
+        0)
+        slog(srv, 2, "cannot set TCP_NODELAY: %s", strerror(errno));
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) == 0) {

@@ -9,6 +9,7 @@
 #ifndef S2_LOCAL_H
 #define S2_LOCAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
@@ -54,5 +55,83 @@ void s2l_server_drain(struct s2l_server *srv);
 /* Stop listening, answer open long polls, end read sessions, close the
  * store, free. */
 void s2l_server_free(struct s2l_server *srv);
+
+/* ---- In-process data plane ----
+ *
+ * The same appends, reads and check-tails as the HTTP API (same validation,
+ * timestamp rules, 412/416 answers, stream auto-creation, and wake-ups of
+ * open long polls and read sessions), called directly on the loop thread:
+ * no HTTP, JSON or base64. basin NULL = the configured basin (-EINVAL when
+ * the server has none). Each returns 0, or a negative errno with *err
+ * holding the S2 error the HTTP API would answer (status, code, message,
+ * and for 412 seq_num_mismatch and 416 the tail). */
+
+struct s2l_pos {
+    uint64_t seq_num;
+    uint64_t timestamp; /* ms */
+};
+
+struct s2l_err {
+    int status;    /* HTTP status the REST API would answer */
+    char code[40]; /* S2 error code; "" for 412/416 */
+    char message[256];
+    int has_tail; /* 412 seq_num_mismatch, 416 */
+    struct s2l_pos tail;
+};
+
+/* A record to append (no headers); bytes borrowed for the call. */
+struct s2l_append_rec {
+    const void *body;
+    size_t len;
+    int has_timestamp;
+    uint64_t timestamp;
+};
+
+struct s2l_append_ack {
+    struct s2l_pos start, end, tail;
+};
+
+/* Append 1..1000 records (<= 1 MiB metered) to stream; match_seq_num may
+ * be NULL. */
+int s2l_append(struct s2l_server *srv, const char *basin, const char *stream,
+               const struct s2l_append_rec *recs, size_t n, const uint64_t *match_seq_num,
+               struct s2l_append_ack *ack, struct s2l_err *err);
+
+/* A unary read's query, as GET .../records takes it (no wait: an
+ * in-process read never blocks; at the tail it is a 416). */
+struct s2l_read_query {
+    int has_seq_num, has_timestamp, has_tail_offset; /* at most one; none = tail_offset 0 */
+    uint64_t seq_num, timestamp, tail_offset;
+    int has_count, has_bytes, has_until;
+    uint64_t count, bytes, until; /* capped at 1000 records, 1 MiB */
+    int clamp;
+};
+
+/* A record handed to a read's callback; pointers valid only during it. */
+struct s2l_record {
+    uint64_t seq_num;
+    uint64_t timestamp;
+    const uint8_t *body;
+    size_t body_len;
+    size_t header_count;
+    int is_command; /* exactly one header, with an empty name */
+};
+
+/* Read callback: return 0 to continue, or a negative errno to abort the
+ * read with it. */
+typedef int (*s2l_record_fn)(const struct s2l_record *rec, void *arg);
+
+/* Call fn for each record of the read, in order, then set *tail. */
+int s2l_read(struct s2l_server *srv, const char *basin, const char *stream,
+             const struct s2l_read_query *q, s2l_record_fn fn, void *arg, struct s2l_pos *tail,
+             struct s2l_err *err);
+
+/* The stream's tail (creating the stream when the basin says so). */
+int s2l_check_tail(struct s2l_server *srv, const char *basin, const char *stream,
+                   struct s2l_pos *tail, struct s2l_err *err);
+
+/* Create the stream with the defaults if missing (idempotent). */
+int s2l_ensure_stream(struct s2l_server *srv, const char *basin, const char *stream,
+                      struct s2l_err *err);
 
 #endif /* S2_LOCAL_H */
