@@ -54,6 +54,11 @@ static const char *level_name(int level)
     }
 }
 
+int hlog_enabled(int level)
+{
+    return level >= hlog_level;
+}
+
 void hlog_v(int level, const char *origin, const char *fmt, va_list ap)
 {
     char line[HLOG_LINE_MAX];

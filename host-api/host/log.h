@@ -19,6 +19,9 @@ int hlog_parse_level(const char *s, int *level);
 /* Lines below level are dropped. The default is AGENT_LOG_INFO. */
 void hlog_set_level(int level);
 
+/* 1 when lines at level are written: lets callers skip building them. */
+int hlog_enabled(int level);
+
 /* Log one line from the host. Embedded newlines become spaces; lines are
  * cut at 4 KiB. */
 void hlog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -27,6 +27,9 @@
 /* While a reply is deferred the router keeps reading to notice a client
  * that goes away; this bounds what a client can pile up meanwhile. */
 #define DEFERRED_READ_MAX (256u << 10)
+/* Records of ended requests kept for reuse; enough for typical keep-alive
+ * concurrency, bounded so a burst does not pin memory. */
+#define INFLIGHT_SPARE_MAX 64
 
 struct route {
     char *method;
@@ -68,7 +71,11 @@ struct router {
     router_idle_fn idle_fn;
     void *idle_arg;
     char id_prefix[80]; /* "<hostname>/<10 random chars>" */
+    size_t id_prefix_len;
     unsigned long long id_counter;
+    /* Ended requests' records, reused: a request costs no allocation. */
+    struct inflight *spare[INFLIGHT_SPARE_MAX];
+    size_t n_spare;
 };
 
 static const char *method_name(enum evhttp_cmd_type cmd)
@@ -143,6 +150,48 @@ static void make_prefix(struct router *r)
         tail[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
     tail[10] = '\0';
     snprintf(r->id_prefix, sizeof(r->id_prefix), "%s/%s", host, tail);
+    r->id_prefix_len = strlen(r->id_prefix);
+}
+
+/* Writes "<prefix>-<counter, at least 6 digits>" into out (REQUEST_ID_MAX + 1
+ * bytes) without printf: this runs on every request without an id. */
+static void next_request_id(struct router *r, char *out)
+{
+    char digits[24];
+    size_t nd = 0;
+    unsigned long long v = ++r->id_counter;
+
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (nd < 6)
+        digits[nd++] = '0';
+    /* The prefix is at most 75 bytes, the counter 20 digits: it fits. */
+    memcpy(out, r->id_prefix, r->id_prefix_len);
+    char *p = out + r->id_prefix_len;
+    *p++ = '-';
+    while (nd > 0)
+        *p++ = digits[--nd];
+    *p = '\0';
+}
+
+static struct inflight *inflight_get(struct router *r)
+{
+    if (r->n_spare > 0) {
+        struct inflight *f = r->spare[--r->n_spare];
+        memset(f, 0, sizeof(*f));
+        return f;
+    }
+    return calloc(1, sizeof(struct inflight));
+}
+
+static void inflight_put(struct router *r, struct inflight *f)
+{
+    if (r->n_spare < INFLIGHT_SPARE_MAX)
+        r->spare[r->n_spare++] = f;
+    else
+        free(f);
 }
 
 void router_reply_message(struct evhttp_request *req, int status, const char *msg)
@@ -225,12 +274,13 @@ static void finish(struct router *r, struct inflight *f, int status)
         .route_flags = f->route->flags,
     };
     unlink_inflight(r, f);
-    hlog(AGENT_LOG_DEBUG, "%s %s %d %.3fms id=%s", info.method, info.path, status, info.duration_ms,
-         info.request_id);
+    if (hlog_enabled(AGENT_LOG_DEBUG))
+        hlog(AGENT_LOG_DEBUG, "%s %s %d %.3fms id=%s", info.method, info.path, status,
+             info.duration_ms, info.request_id);
     /* Index loop: stays in bounds even if an observer adds one. */
     for (size_t i = 0; i < r->n_observers; i++)
         r->observers[i].fn(&info, r->observers[i].arg);
-    free(f);
+    inflight_put(r, f);
     if (r->n_active == 0 && r->idle_fn != NULL) {
         router_idle_fn fn = r->idle_fn;
         r->idle_fn = NULL;
@@ -297,7 +347,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
     int path_known = 0;
 
     if (!router_request_id_valid(rid)) {
-        snprintf(idbuf, sizeof(idbuf), "%s-%06llu", r->id_prefix, ++r->id_counter);
+        next_request_id(r, idbuf);
         evhttp_remove_header(in, "X-Request-Id");
         evhttp_add_header(in, "X-Request-Id", idbuf);
         rid = idbuf;
@@ -347,7 +397,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
         return;
     }
 
-    struct inflight *f = calloc(1, sizeof(*f));
+    struct inflight *f = inflight_get(r);
     if (f == NULL) {
         router_reply_message(req, 503, "out of memory");
         return;
@@ -356,7 +406,8 @@ static void dispatch(struct evhttp_request *req, void *arg)
     f->evcon = evhttp_request_get_connection(req);
     f->route = match;
     f->method = method;
-    snprintf(f->request_id, sizeof(f->request_id), "%s", rid);
+    /* rid passed router_request_id_valid or is ours: at most REQUEST_ID_MAX. */
+    memcpy(f->request_id, rid, strlen(rid) + 1);
     clock_gettime(CLOCK_MONOTONIC, &f->t0);
     f->next = r->head;
     if (r->head)
@@ -397,6 +448,8 @@ void router_free(struct router *r)
         unlink_inflight(r, f);
         free(f);
     }
+    for (size_t i = 0; i < r->n_spare; i++)
+        free(r->spare[i]);
     for (size_t i = 0; i < r->n_routes; i++) {
         free(r->routes[i]->method);
         free(r->routes[i]->path);

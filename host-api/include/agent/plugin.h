@@ -29,9 +29,11 @@
  *     other routes the host owns it (it ends the request's observation when
  *     the client goes away while a reply is deferred): a plugin leaves it
  *     alone there.
- *   - The host owns libcurl's global state: it calls curl_global_init()
- *     once before it loads any plugin and curl_global_cleanup() after the
- *     last one is destroyed. A plugin never calls either.
+ *   - The host neither links nor initialises libcurl (it keeps the agent
+ *     small when no plugin needs it). A plugin that uses libcurl calls
+ *     curl_global_init() before its first handle and curl_global_cleanup()
+ *     after freeing its last one, on the loop thread; libcurl counts these
+ *     calls, so several plugins (or libraries) may each make them.
  *
  * Plugin lifecycle:
  *   init()     -> register routes, observers, services; 0 or -errno.
