@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 
+#include "proto.h"
 #include "s2/wire.h"
 #include "store.h"
 
@@ -154,6 +155,40 @@ struct read_out {
     struct s2l_read_stats *stats;
 };
 
+/* rec as a SequencedRecord JSON object, after a comma unless first. */
+static int json_record(struct evbuffer *b, const struct s2l_rec *rec, enum s2l_fmt fmt, bool first)
+{
+    int rc = evbuffer_add_printf(b, "%s{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64,
+                                 first ? "" : ",", rec->seq_num, rec->timestamp) < 0
+                 ? -ENOMEM
+                 : 0;
+    if (rc == 0 && rec->nheaders > 0) {
+        rc = evbuffer_add(b, ",\"headers\":[", 12) ? -ENOMEM : 0;
+        for (size_t i = 0; rc == 0 && i < rec->nheaders; i++) {
+            const struct s2l_hdr *h = &rec->headers[i];
+            rc = evbuffer_add(b, i ? ",[" : "[", i ? 2 : 1) ? -ENOMEM : 0;
+            if (rc == 0)
+                rc = json_bytes(b, h->name, h->name_len, fmt);
+            if (rc == 0)
+                rc = evbuffer_add(b, ",", 1) ? -ENOMEM : 0;
+            if (rc == 0)
+                rc = json_bytes(b, h->value, h->value_len, fmt);
+            if (rc == 0)
+                rc = evbuffer_add(b, "]", 1) ? -ENOMEM : 0;
+        }
+        if (rc == 0)
+            rc = evbuffer_add(b, "]", 1) ? -ENOMEM : 0;
+    }
+    if (rc == 0 && rec->body_len > 0) {
+        rc = evbuffer_add(b, ",\"body\":", 8) ? -ENOMEM : 0;
+        if (rc == 0)
+            rc = json_bytes(b, rec->body, rec->body_len, fmt);
+    }
+    if (rc == 0)
+        rc = evbuffer_add(b, "}", 1) ? -ENOMEM : 0;
+    return rc;
+}
+
 static int read_one(const struct s2l_rec *rec, void *arg)
 {
     struct read_out *o = arg;
@@ -173,35 +208,8 @@ static int read_one(const struct s2l_rec *rec, void *arg)
         s->stop = S2L_READ_STOP_BYTES;
         return 1;
     }
-    struct evbuffer *b = o->buf;
-    int rc = evbuffer_add_printf(b, "%s{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64,
-                                 s->n ? "," : "", rec->seq_num, rec->timestamp) < 0
-                 ? -ENOMEM
-                 : 0;
-    if (rc == 0 && rec->nheaders > 0) {
-        rc = evbuffer_add(b, ",\"headers\":[", 12) ? -ENOMEM : 0;
-        for (size_t i = 0; rc == 0 && i < rec->nheaders; i++) {
-            const struct s2l_hdr *h = &rec->headers[i];
-            rc = evbuffer_add(b, i ? ",[" : "[", i ? 2 : 1) ? -ENOMEM : 0;
-            if (rc == 0)
-                rc = json_bytes(b, h->name, h->name_len, p->fmt);
-            if (rc == 0)
-                rc = evbuffer_add(b, ",", 1) ? -ENOMEM : 0;
-            if (rc == 0)
-                rc = json_bytes(b, h->value, h->value_len, p->fmt);
-            if (rc == 0)
-                rc = evbuffer_add(b, "]", 1) ? -ENOMEM : 0;
-        }
-        if (rc == 0)
-            rc = evbuffer_add(b, "]", 1) ? -ENOMEM : 0;
-    }
-    if (rc == 0 && rec->body_len > 0) {
-        rc = evbuffer_add(b, ",\"body\":", 8) ? -ENOMEM : 0;
-        if (rc == 0)
-            rc = json_bytes(b, rec->body, rec->body_len, p->fmt);
-    }
-    if (rc == 0)
-        rc = evbuffer_add(b, "}", 1) ? -ENOMEM : 0;
+    int rc = p->fmt == S2L_FMT_PROTO ? s2l_pb_add_record(o->buf, rec)
+                                     : json_record(o->buf, rec, p->fmt, s->n == 0);
     if (rc != 0)
         return rc;
     s->n++;

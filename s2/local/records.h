@@ -12,10 +12,12 @@
 struct evbuffer;
 struct s2l_stream;
 
-/* S2-Format of the strings (header names and values, bodies) in JSON. */
+/* How records are written: JSON with the strings (header names and
+ * values, bodies) per S2-Format, or protobuf. */
 enum s2l_fmt {
-    S2L_FMT_RAW = 0,    /* the bytes as UTF-8 (invalid sequences become U+FFFD) */
-    S2L_FMT_BASE64 = 1, /* standard base64 with padding */
+    S2L_FMT_RAW = 0,    /* JSON; the bytes as UTF-8 (invalid sequences become U+FFFD) */
+    S2L_FMT_BASE64 = 1, /* JSON; standard base64 with padding */
+    S2L_FMT_PROTO = 2,  /* protobuf SequencedRecords, field 1 of a ReadBatch (proto.h) */
 };
 
 /* Bounds of one pass over a stream. A record is taken only while the
@@ -56,7 +58,7 @@ uint64_t s2l_metered_size(size_t nheaders, uint64_t header_bytes, uint64_t body_
 
 /* Append the records of st from seq_num start on, within b, to out as
  * comma-separated SequencedRecord objects (empty headers and body left
- * out). *stats says what was written. Returns 0, -ENOMEM, or the store's
+ * out), or for S2L_FMT_PROTO as ReadBatch field-1 entries. *stats says what was written. Returns 0, -ENOMEM, or the store's
  * read error (out then holds a partial list). */
 int s2l_records_write(struct s2l_stream *st, uint64_t start, const struct s2l_read_bounds *b,
                       struct evbuffer *out, struct s2l_read_stats *stats);

@@ -25,6 +25,7 @@
 #include "s2/local.h"
 #include "s2/wire.h"
 #include "dataplane.h"
+#include "proto.h"
 #include "sse.h"
 #include "store.h"
 
@@ -841,6 +842,7 @@ struct append_in {
     uint64_t match;
     bool has_fence;
     const char *fence;
+    char fence_buf[S2L_FENCE_MAX + 1]; /* a protobuf token, NUL-terminated */
 };
 
 static void append_in_free(struct append_in *a)
@@ -983,18 +985,85 @@ BAD_JSON:
     return -1;
 }
 
+/* Decode a protobuf AppendInput body (the records point into the request's
+ * input buffer). Replies and returns -1 on failure. */
+static int parse_append_proto(struct evhttp_request *req, struct append_in *a)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const uint8_t *p = len > 0 ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
+    struct s2l_pb_append pa;
+    int rc = p != NULL ? s2l_pb_decode_append(p, len, &pa) : -ENOMEM;
+    if (rc == -ENOMEM) {
+        reply_error(req, 500, "other", "out of memory");
+        return -1;
+    }
+    if (rc != 0) {
+        reply_error(req, 400, "bad_proto", "Failed to decode the request body as an AppendInput");
+        return -1;
+    }
+    a->recs = pa.records;
+    a->hdrs = pa.hdrs;
+    a->n = pa.n;
+    a->has_match = pa.has_match;
+    a->match = pa.match;
+    if (pa.has_fence) {
+        if (pa.fence_len > S2L_FENCE_MAX || memchr(pa.fence, 0, pa.fence_len) != NULL) {
+            reply_error(req, 422, "invalid", "fencing token must not exceed 36 bytes");
+            return -1;
+        }
+        memcpy(a->fence_buf, pa.fence, pa.fence_len);
+        a->fence_buf[pa.fence_len] = 0;
+        a->has_fence = true;
+        a->fence = a->fence_buf;
+    }
+    return 0;
+}
+
+static bool ctype_is_proto(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strcspn(ct, ";, \t");
+    return (n == 20 && strncasecmp(ct, "application/protobuf", 20) == 0) ||
+           (n == 22 && strncasecmp(ct, "application/x-protobuf", 22) == 0);
+}
+
+/* Whether the response should be protobuf (the first type of Accept). */
+static bool accept_proto(struct evhttp_request *req)
+{
+    return ctype_is_proto(in_header(req, "Accept"));
+}
+
+/* Send buf (emptied; still owned by the caller) as protobuf. */
+static void reply_proto(struct evhttp_request *req, int status, struct evbuffer *buf)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_remove_header(h, "Content-Type");
+    evhttp_add_header(h, "Content-Type", "application/protobuf");
+    evhttp_send_reply(req, status, reason(status), buf);
+}
+
 static void append(struct s2l_server *srv, struct evhttp_request *req, const uint8_t *name,
                    size_t len)
 {
     cJSON *body = NULL;
     struct append_in a = {0};
     enum s2l_fmt fmt;
+    bool proto_out = accept_proto(req);
     if (basin_header(req) == NULL || parse_format(req, &fmt) != 0)
         return;
-    if (parse_json_body(req, false, &body) != 0)
-        return;
-    if (parse_append(req, body, fmt, &a) != 0)
-        goto OUT;
+    if (ctype_is_proto(in_header(req, "Content-Type"))) {
+        if (parse_append_proto(req, &a) != 0)
+            goto OUT;
+    } else {
+        if (parse_json_body(req, false, &body) != 0)
+            return;
+        if (parse_append(req, body, fmt, &a) != 0)
+            goto OUT;
+    }
     struct s2l_basin *b = request_basin(srv, req);
     if (b == NULL)
         goto OUT;
@@ -1014,6 +1083,16 @@ static void append(struct s2l_server *srv, struct evhttp_request *req, const uin
     struct evbuffer *buf = evbuffer_new();
     if (buf == NULL) {
         evhttp_send_error(req, 500, "out of memory");
+        goto WAKE;
+    }
+    if (proto_out) {
+        if (s2l_pb_add_position(buf, 1, ack.start.seq_num, ack.start.timestamp) == 0 &&
+            s2l_pb_add_position(buf, 2, ack.end.seq_num, ack.end.timestamp) == 0 &&
+            s2l_pb_add_position(buf, 3, ack.tail.seq_num, ack.tail.timestamp) == 0)
+            reply_proto(req, 200, buf);
+        else
+            evhttp_send_error(req, 500, "out of memory");
+        evbuffer_free(buf);
         goto WAKE;
     }
     evbuffer_add_printf(buf,
@@ -1042,7 +1121,9 @@ static void reply_records(struct s2l_server *srv, struct evhttp_request *req, st
         evhttp_send_error(req, 500, "out of memory");
         return;
     }
-    evbuffer_add(buf, "{\"records\":[", 12);
+    bool proto = plan->b.fmt == S2L_FMT_PROTO;
+    if (!proto)
+        evbuffer_add(buf, "{\"records\":[", 12);
     struct s2l_read_stats stats;
     int rc = s2l_records_write(st, plan->start, &plan->b, buf, &stats);
     if (rc != 0) {
@@ -1052,6 +1133,15 @@ static void reply_records(struct s2l_server *srv, struct evhttp_request *req, st
     }
     uint64_t seq, ts;
     s2l_stream_tail(st, &seq, &ts);
+    if (proto) {
+        /* ReadBatch: the records (field 1), then the tail (field 2). */
+        if (s2l_pb_add_position(buf, 2, seq, ts) == 0)
+            reply_proto(req, 200, buf);
+        else
+            evhttp_send_error(req, 500, "out of memory");
+        evbuffer_free(buf);
+        return;
+    }
     evbuffer_add_printf(buf, "],\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}", seq,
                         ts);
     reply_json(req, 200, buf);
@@ -1312,15 +1402,10 @@ static void read_records(struct s2l_server *srv, struct evhttp_request *req, str
     struct read_query rq = {0};
     const char *accept = in_header(req, "Accept");
     bool session = accept_first_is(accept, "text/event-stream");
-    if (accept_first_is(accept, "application/protobuf") ||
-        accept_first_is(accept, "application/x-protobuf")) {
-        reply_error(req, 400, "bad_header",
-                    "s2-local answers reads in JSON or as an event stream, not protobuf; send "
-                    "`Accept: application/json` or `Accept: text/event-stream`");
-        return;
-    }
     if (basin_header(req) == NULL || parse_format(req, &plan.b.fmt) != 0)
         return;
+    if (!session && accept_proto(req))
+        plan.b.fmt = S2L_FMT_PROTO;
     if (parse_read_query(req, q, session, &rq) != 0)
         return;
     /* A session has only the bounds it was given; a unary read is capped. */
