@@ -58,9 +58,13 @@ static int start_client(struct tel_archive *a, const struct s2_config *cfg, char
     };
     if ((a->stream = strdup(cfg->stream)) == NULL)
         return -ENOMEM;
-    if ((rc = s2_loop_new(a->api->event_base(a->api->host), &a->loop)) != 0 ||
-        (rc = s2_client_new(a->loop, cfg, log_s2, a, &a->client)) != 0 ||
-        (rc = s2_batcher_new(a->client, a->stream, &bo, log_s2, a, &a->batcher)) != 0) {
+    struct event_base *base = a->api->event_base(a->api->host);
+    /* The embedded s2-local is served in process: no HTTP, no s2_loop. */
+    if (a->local != NULL)
+        rc = s2_client_new_local(base, a->local, cfg, log_s2, a, &a->client);
+    else if ((rc = s2_loop_new(base, &a->loop)) == 0)
+        rc = s2_client_new(a->loop, cfg, log_s2, a, &a->client);
+    if (rc != 0 || (rc = s2_batcher_new(a->client, a->stream, &bo, log_s2, a, &a->batcher)) != 0) {
         snprintf(err, errlen, "archive: cannot start the S2 client (%s)", strerror(-rc));
         return rc;
     }
@@ -72,8 +76,8 @@ static int start_client(struct tel_archive *a, const struct s2_config *cfg, char
     return 0;
 }
 
-/* The embedded default: s2-local on a loopback port of its choice, the
- * client pointed at it. */
+/* The embedded default: s2-local on a loopback port of its choice (for
+ * readers outside the process), the client served by it in process. */
 static int start_local(struct tel_archive *a, const struct tel_archive_opts *o, char *err,
                        size_t errlen)
 {

@@ -472,7 +472,7 @@ int s2_batcher_new(struct s2_client *client, const char *stream, const struct s2
     b->log = log;
     b->log_arg = log_arg;
     b->rng = now_ms() ^ (uint64_t)(uintptr_t)b ^ 0x9E3779B97F4A7C15ULL;
-    struct event_base *base = s2_loop_base(s2_client_loop(client));
+    struct event_base *base = s2_client_base(client);
     b->stream = strdup(stream);
     b->batch = calloc(BATCH_MAX_RECORDS, sizeof *b->batch);
     b->linger_timer = evtimer_new(base, on_linger_timer, b);

@@ -57,11 +57,25 @@ struct s2_request {
     int resp_overflow;
     int completing; /* the callback is running: cancel is a no-op */
     char errbuf[CURL_ERROR_SIZE];
+    /* In-process: the op's result, delivered on a later loop turn. */
+    struct s2_error ierr;
+    int ifailed;
+    union {
+        struct s2_append_ack ack;
+        struct s2_position tail;
+    } ires;
+    struct s2_read_batch batch;
+    struct s2_record *recs; /* read: records, bodies in data */
+    size_t nrecs, recs_cap;
+    uint8_t *data;
+    size_t data_len, data_cap;
     struct s2_request *prev, *next;
 };
 
 struct s2_client {
-    struct s2_loop *loop;
+    struct s2_loop *loop;            /* NULL when in-process */
+    const struct s2_inproc_ops *ops; /* in-process transport, or NULL */
+    void *ops_ctx;
     struct event_base *base;
     char *token; /* for redaction only; never printed */
     char *basin;
@@ -189,6 +203,8 @@ static void req_free(struct s2_request *r)
     free(r->body);
     free(r->what);
     free(r->resp);
+    free(r->recs);
+    free(r->data);
     free(r);
 }
 
@@ -756,6 +772,8 @@ void s2_client_free(struct s2_client *c)
         return;
     while (c->reqs != NULL)
         s2_request_cancel(c->reqs);
+    if (c->ops != NULL && c->ops->release != NULL)
+        c->ops->release(c->ops_ctx);
     curl_slist_free_all(c->hdr_get);
     curl_slist_free_all(c->hdr_body);
     if (c->token != NULL) {
@@ -797,6 +815,8 @@ static int stream_name_ok(const char *s)
     return n >= 1 && n <= 512 && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
+static void on_inproc_done(evutil_socket_t fd, short what, void *arg);
+
 static struct s2_request *req_new(struct s2_client *c, enum req_kind kind, const char *stream,
                                   const char *verb, size_t resp_max)
 {
@@ -808,7 +828,7 @@ static struct s2_request *req_new(struct s2_client *c, enum req_kind kind, const
     r->resp_max = resp_max;
     r->attempt_timeout_ms = c->request_timeout_ms;
     r->idempotent = kind != REQ_APPEND;
-    r->retry_timer = evtimer_new(c->base, on_retry_timer, r);
+    r->retry_timer = evtimer_new(c->base, c->ops ? on_inproc_done : on_retry_timer, r);
     r->what = str_printf("%s stream `%.128s`", verb, stream);
     if (r->retry_timer == NULL || r->what == NULL) {
         req_free(r);
@@ -840,6 +860,185 @@ static int req_submit(struct s2_request *r, struct s2_request **req_out)
     return 0;
 }
 
+/* --- in-process transport --- */
+
+static void on_inproc_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct s2_request *r = arg;
+    if (r->ifailed) {
+        complete(r, &r->ierr, NULL);
+        return;
+    }
+    switch (r->kind) {
+    case REQ_APPEND:
+        complete(r, NULL, &r->ires.ack);
+        break;
+    case REQ_READ:
+        complete(r, NULL, &r->batch);
+        break;
+    case REQ_TAIL:
+        complete(r, NULL, &r->ires.tail);
+        break;
+    case REQ_ENSURE:
+        complete(r, NULL, NULL);
+        break;
+    }
+}
+
+/* Turn the op's answer into the error an HTTP request would complete with. */
+static void inproc_error(struct s2_request *r, int rc)
+{
+    struct s2_client *c = r->client;
+    struct s2_error *e = &r->ierr;
+    char text[sizeof e->message];
+    memcpy(text, e->message, sizeof text);
+    text[sizeof text - 1] = '\0';
+    r->ifailed = 1;
+    e->attempts = 1;
+    e->retryable = 0;
+    if (e->http_status == 0) {
+        e->kind = S2_ERR_TRANSPORT;
+        set_message(c, e, "%s: %s", r->what, strerror(rc < 0 ? -rc : EIO));
+    } else if (e->http_status == 412) {
+        e->kind = S2_ERR_PRECONDITION;
+        if (e->fencing_mismatch) {
+            snprintf(e->code, sizeof e->code, "fencing_token_mismatch");
+            set_message(c, e, "%s: fencing token mismatch (current token \"%.64s\")", r->what,
+                        text);
+        } else {
+            snprintf(e->code, sizeof e->code, "seq_num_mismatch");
+            set_message(c, e, "%s: seq_num mismatch, stream tail is %" PRIu64, r->what,
+                        e->tail.seq_num);
+        }
+    } else if (e->http_status == 416) {
+        e->kind = S2_ERR_UNWRITTEN;
+        set_message(c, e, "%s: caught up, tail is %" PRIu64, r->what, e->tail.seq_num);
+    } else {
+        int safe;
+        e->kind = S2_ERR_HTTP;
+        classify_status(e->http_status, e->code, &e->retryable, &safe);
+        set_message(c, e, "%s: HTTP %d %s: %.180s", r->what, e->http_status,
+                    e->code[0] ? e->code : "error", text);
+    }
+}
+
+/* Link r and deliver its result on a later loop turn. */
+static int inproc_submit(struct s2_request *r, int rc, struct s2_request **req_out)
+{
+    struct s2_client *c = r->client;
+    if (rc != 0)
+        inproc_error(r, rc);
+    r->next = c->reqs;
+    if (c->reqs != NULL)
+        c->reqs->prev = r;
+    c->reqs = r;
+    event_active(r->retry_timer, EV_TIMEOUT, 1);
+    if (req_out != NULL)
+        *req_out = r;
+    return 0;
+}
+
+static int inproc_append(struct s2_client *c, const char *stream,
+                         const struct s2_append_record *records, size_t n,
+                         const uint64_t *match_seq_num, s2_append_cb cb, void *arg,
+                         struct s2_request **req_out)
+{
+    struct s2_request *r = req_new(c, REQ_APPEND, stream, "append to", 0);
+    if (r == NULL)
+        return -ENOMEM;
+    r->cb.append = cb;
+    r->arg = arg;
+    int rc = c->ops->append(c->ops_ctx, stream, records, n, match_seq_num, &r->ires.ack, &r->ierr);
+    r->ires.ack.attempts = 1;
+    return inproc_submit(r, rc, req_out);
+}
+
+/* Copy one record of an in-process read into the request. Bodies are
+ * placed by offset first (data may move while it grows), then pointed at
+ * once the read is over. */
+static int inproc_emit(const struct s2_record *rec, void *sink)
+{
+    struct s2_request *r = sink;
+    if (r->nrecs == r->recs_cap) {
+        size_t cap = r->recs_cap ? 2 * r->recs_cap : 16;
+        if (cap > BATCH_MAX_RECORDS)
+            cap = BATCH_MAX_RECORDS;
+        if (cap <= r->nrecs)
+            return -EMSGSIZE;
+        struct s2_record *n = realloc(r->recs, cap * sizeof *n);
+        if (n == NULL)
+            return -ENOMEM;
+        r->recs = n;
+        r->recs_cap = cap;
+    }
+    if (rec->body_len > READ_RESPONSE_MAX - r->data_len)
+        return -EMSGSIZE;
+    if (r->data_len + rec->body_len > r->data_cap) {
+        size_t cap = r->data_cap ? r->data_cap : 4096;
+        while (cap < r->data_len + rec->body_len)
+            cap *= 2;
+        uint8_t *d = realloc(r->data, cap);
+        if (d == NULL)
+            return -ENOMEM;
+        r->data = d;
+        r->data_cap = cap;
+    }
+    if (rec->body_len > 0)
+        memcpy(r->data + r->data_len, rec->body, rec->body_len);
+    struct s2_record *out = &r->recs[r->nrecs++];
+    *out = *rec;
+    out->body = (const uint8_t *)(uintptr_t)r->data_len;
+    r->data_len += rec->body_len;
+    return 0;
+}
+
+static int inproc_read(struct s2_client *c, const char *stream, const struct s2_read_opts *o,
+                       s2_read_cb cb, void *arg, struct s2_request **req_out)
+{
+    if (o->wait_s > 0)
+        return -ENOTSUP;
+    struct s2_request *r = req_new(c, REQ_READ, stream, "read", 0);
+    if (r == NULL)
+        return -ENOMEM;
+    r->cb.read = cb;
+    r->arg = arg;
+    int rc = c->ops->read(c->ops_ctx, stream, o, inproc_emit, r, &r->batch.tail, &r->ierr);
+    if (rc == 0) {
+        for (size_t i = 0; i < r->nrecs; i++)
+            r->recs[i].body = r->data + (uintptr_t)r->recs[i].body;
+        r->batch.records = r->recs;
+        r->batch.count = r->nrecs;
+        r->batch.has_tail = 1;
+    }
+    return inproc_submit(r, rc, req_out);
+}
+
+static int inproc_check_tail(struct s2_client *c, const char *stream, s2_tail_cb cb, void *arg,
+                             struct s2_request **req_out)
+{
+    struct s2_request *r = req_new(c, REQ_TAIL, stream, "check tail of", 0);
+    if (r == NULL)
+        return -ENOMEM;
+    r->cb.tail = cb;
+    r->arg = arg;
+    int rc = c->ops->check_tail(c->ops_ctx, stream, &r->ires.tail, &r->ierr);
+    return inproc_submit(r, rc, req_out);
+}
+
+static int inproc_ensure(struct s2_client *c, const char *stream, s2_done_cb cb, void *arg,
+                         struct s2_request **req_out)
+{
+    struct s2_request *r = req_new(c, REQ_ENSURE, stream, "ensure", 0);
+    if (r == NULL)
+        return -ENOMEM;
+    r->cb.done = cb;
+    r->arg = arg;
+    int rc = c->ops->ensure_stream(c->ops_ctx, stream, &r->ierr);
+    return inproc_submit(r, rc, req_out);
+}
+
 int s2_client_append(struct s2_client *c, const char *stream,
                      const struct s2_append_record *records, size_t n,
                      const uint64_t *match_seq_num, int retry_unsafe, s2_append_cb cb, void *arg,
@@ -860,6 +1059,8 @@ int s2_client_append(struct s2_client *c, const char *stream,
             return -EMSGSIZE;
         json_len += 4 * ((records[i].len + 2) / 3) + 16;
     }
+    if (c->ops != NULL)
+        return inproc_append(c, stream, records, n, match_seq_num, cb, arg, req_out);
     struct s2_request *r = req_new(c, REQ_APPEND, stream, "append to", SMALL_RESPONSE_MAX);
     if (r == NULL)
         return -ENOMEM;
@@ -911,6 +1112,8 @@ int s2_client_read(struct s2_client *c, const char *stream, const struct s2_read
     if ((o->has_seq_num != 0) + (o->has_timestamp != 0) + (o->has_tail_offset != 0) > 1 ||
         o->wait_s > MAX_WAIT_S)
         return -EINVAL;
+    if (c->ops != NULL)
+        return inproc_read(c, stream, o, cb, arg, req_out);
     char q[256];
     size_t n = 0;
 #define QADD(...) n += (size_t)snprintf(q + n, sizeof q - n, __VA_ARGS__)
@@ -949,6 +1152,8 @@ int s2_client_check_tail(struct s2_client *c, const char *stream, s2_tail_cb cb,
         *req_out = NULL;
     if (c == NULL || cb == NULL || !stream_name_ok(stream))
         return -EINVAL;
+    if (c->ops != NULL)
+        return inproc_check_tail(c, stream, cb, arg, req_out);
     struct s2_request *r = req_new(c, REQ_TAIL, stream, "check tail of", SMALL_RESPONSE_MAX);
     if (r == NULL)
         return -ENOMEM;
@@ -965,6 +1170,8 @@ int s2_client_ensure_stream(struct s2_client *c, const char *stream, s2_done_cb 
         *req_out = NULL;
     if (c == NULL || cb == NULL || !stream_name_ok(stream))
         return -EINVAL;
+    if (c->ops != NULL)
+        return inproc_ensure(c, stream, cb, arg, req_out);
     struct s2_request *r = req_new(c, REQ_ENSURE, stream, "ensure", SMALL_RESPONSE_MAX);
     if (r == NULL)
         return -ENOMEM;
@@ -987,4 +1194,36 @@ int s2_client_ensure_stream(struct s2_client *c, const char *stream, s2_done_cb 
 struct s2_loop *s2_client_loop(const struct s2_client *c)
 {
     return c->loop;
+}
+
+struct event_base *s2_client_base(const struct s2_client *c)
+{
+    return c->base;
+}
+
+int s2_client_new_inproc(struct event_base *base, const struct s2_inproc_ops *ops, void *ctx,
+                         const struct s2_config *cfg, s2_log_fn log, void *log_arg,
+                         struct s2_client **out)
+{
+    *out = NULL;
+    if (ops == NULL)
+        return -EINVAL;
+    struct s2_client *c = NULL;
+    if (base == NULL || cfg == NULL || cfg->basin == NULL || (c = calloc(1, sizeof *c)) == NULL) {
+        if (ops->release != NULL)
+            ops->release(ctx);
+        return c == NULL && base != NULL && cfg != NULL && cfg->basin != NULL ? -ENOMEM : -EINVAL;
+    }
+    c->base = base;
+    c->ops = ops;
+    c->ops_ctx = ctx;
+    c->log = log;
+    c->log_arg = log_arg;
+    c->max_attempts = 1;
+    if ((c->basin = strdup(cfg->basin)) == NULL) {
+        s2_client_free(c);
+        return -ENOMEM;
+    }
+    *out = c;
+    return 0;
 }

@@ -25,6 +25,7 @@
 
 #include "s2/config.h"
 
+struct event_base;
 struct s2_loop;
 struct s2_client;
 struct s2_request;
@@ -143,7 +144,7 @@ int s2_client_ensure_stream(struct s2_client *client, const char *stream, s2_don
  * callback returns; cancelling from inside its own callback is a no-op. */
 void s2_request_cancel(struct s2_request *req);
 
-/* The loop the client runs on (borrowed). */
+/* The loop the client runs on (borrowed); NULL for an in-process client. */
 struct s2_loop *s2_client_loop(const struct s2_client *client);
 
 /* Metered size of a record with no headers: 8 + len. */
@@ -151,5 +152,45 @@ static inline size_t s2_metered_size(size_t body_len)
 {
     return 8 + body_len;
 }
+
+/* ---- In-process transport ----
+ *
+ * A data plane in the same process (an embedded s2-local: see
+ * s2_client_new_local in s2/local.h) serves the client without HTTP, JSON
+ * or base64. Each op runs synchronously on the loop thread and returns 0,
+ * or a negative errno with err filled as the HTTP API would answer:
+ * http_status, code ("" for 412/416), message (the server's text; for a
+ * fencing mismatch the current token), has_tail and tail (412
+ * seq_num_mismatch, 416), fencing_mismatch. The client sets kind,
+ * retryable, attempts and its own message. */
+struct s2_inproc_ops {
+    int (*append)(void *ctx, const char *stream, const struct s2_append_record *records, size_t n,
+                  const uint64_t *match_seq_num, struct s2_append_ack *ack, struct s2_error *err);
+    /* emit is called for each record in order (its body valid only during
+     * the call; a negative return aborts the read), then *tail is set. */
+    int (*read)(void *ctx, const char *stream, const struct s2_read_opts *opts,
+                int (*emit)(const struct s2_record *rec, void *sink), void *sink,
+                struct s2_position *tail, struct s2_error *err);
+    int (*check_tail)(void *ctx, const char *stream, struct s2_position *tail,
+                      struct s2_error *err);
+    int (*ensure_stream)(void *ctx, const char *stream,
+                         struct s2_error *err); /* Called once by s2_client_free (or when creation
+                                                   fails); may be NULL. */
+    void (*release)(void *ctx);
+};
+
+/* Create a client served by ops (borrowed; must outlive it) and ctx (handed
+ * to ops->release when the client is freed) on base (borrowed). The requests and callbacks are
+ * those of an HTTP client: the op runs when the request is made, its callback on a later loop turn
+ * (never inside the call), cancel suppresses it. Differences: one attempt (no retries: the failure
+ * is the server's answer), and a read with wait_s > 0 is refused (-ENOTSUP). A read batch's bodies
+ * live in a buffer owned by the request for the callback's duration. cfg: basin required
+ * (-EINVAL), the rest unused. */
+int s2_client_new_inproc(struct event_base *base, const struct s2_inproc_ops *ops, void *ctx,
+                         const struct s2_config *cfg, s2_log_fn log, void *log_arg,
+                         struct s2_client **out);
+
+/* The event_base the client runs on (borrowed), for both kinds of client. */
+struct event_base *s2_client_base(const struct s2_client *client);
 
 #endif /* S2_CLIENT_H */

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "s2/client.h"
+
 struct event_base;
 struct s2l_server;
 
@@ -133,5 +135,15 @@ int s2l_check_tail(struct s2l_server *srv, const char *basin, const char *stream
 /* Create the stream with the defaults if missing (idempotent). */
 int s2l_ensure_stream(struct s2l_server *srv, const char *basin, const char *stream,
                       struct s2l_err *err);
+
+/* An s2_client (s2/client.h) served by srv in this process: the in-process
+ * data plane above, no HTTP, JSON or base64, and no s2_loop. Requests go
+ * to basin cfg->basin (required); the rest of cfg is unused. Callbacks run
+ * on base, on a later loop turn, as with an HTTP client; see
+ * s2_client_new_inproc for the differences. srv is borrowed and must
+ * outlive the client. Free with s2_client_free. */
+int s2_client_new_local(struct event_base *base, struct s2l_server *srv,
+                        const struct s2_config *cfg, s2_log_fn log, void *log_arg,
+                        struct s2_client **out);
 
 #endif /* S2_LOCAL_H */
