@@ -137,6 +137,7 @@ static void loop_destroy(struct s2_loop *loop)
     if (loop->timer != NULL)
         event_free(loop->timer);
     free(loop);
+    curl_global_cleanup();
 }
 
 static void drain_completions(struct s2_loop *loop)
@@ -170,9 +171,15 @@ static void drain_completions(struct s2_loop *loop)
 int s2_loop_new(struct event_base *base, struct s2_loop **out)
 {
     *out = NULL;
+    /* Reference-counted and thread-safe since libcurl 7.84: a process that
+     * never makes a loop never initialises libcurl (nor its TLS library). */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return -EIO;
     struct s2_loop *loop = calloc(1, sizeof *loop);
-    if (loop == NULL)
+    if (loop == NULL) {
+        curl_global_cleanup();
         return -ENOMEM;
+    }
     loop->base = base;
     loop->multi = curl_multi_init();
     loop->timer = evtimer_new(base, on_timer, loop);

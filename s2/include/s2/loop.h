@@ -3,7 +3,11 @@
  *
  * The only module that knows curl's sockets and timers. One loop per
  * client; transfers complete through callbacks on the event_base thread.
- * curl_global_init is the caller's business (once per process).
+ * Each loop holds a reference on libcurl's global state:
+ * s2_loop_new calls curl_global_init(CURL_GLOBAL_DEFAULT) and s2_loop_free
+ * curl_global_cleanup (reference-counted and thread-safe since libcurl
+ * 7.84), so a process that never creates a loop never initialises libcurl
+ * or its TLS library. Requires libcurl >= 7.84.
  */
 #ifndef S2_LOOP_H
 #define S2_LOOP_H
