@@ -23,19 +23,41 @@ struct tel_apicall {
 };
 
 /* duration_ms as Go prints a float: shortest form, no exponent in range,
- * here at microsecond resolution ("0.412", "12", "1500.5"). */
+ * here at microsecond resolution ("0.412", "12", "1500.5"): "%.3f" with the
+ * trailing zeros cut. Integer formatting when the rounding is certain;
+ * printf where the value is a near tie, so both give the same bytes. */
 static int add_duration(struct evbuffer *out, double ms)
 {
     char buf[64];
-    if (!isfinite(ms) || ms < 0)
-        ms = 0;
-    int n = snprintf(buf, sizeof buf, "%.3f", ms);
-    if (n < 0 || (size_t)n >= sizeof buf)
-        return -ENOMEM;
-    while (n > 0 && buf[n - 1] == '0')
-        buf[--n] = '\0';
-    if (n > 0 && buf[n - 1] == '.')
-        buf[--n] = '\0';
+    int n;
+    if (!isfinite(ms) || ms <= 0)
+        ms = 0; /* also -0: "0", not "-0" */
+    double us = ms * 1000.0;
+    double r = floor(us + 0.5);
+    /* Below 1e12 the product's rounding error is far under 0.001. */
+    if (us < 1e12 && fabs(us - r) < 0.499) {
+        uint64_t v = (uint64_t)r, ip = v / 1000;
+        unsigned frac = (unsigned)(v % 1000);
+        n = (int)tel_json_fmt_u64(buf, ip);
+        if (frac != 0) {
+            buf[n++] = '.';
+            buf[n++] = (char)('0' + frac / 100);
+            buf[n++] = (char)('0' + frac / 10 % 10);
+            buf[n++] = (char)('0' + frac % 10);
+        }
+    } else {
+        n = snprintf(buf, sizeof buf, "%.3f", ms);
+        if (n < 0 || (size_t)n >= sizeof buf)
+            return -ENOMEM;
+        if (memchr(buf, '.', (size_t)n) == NULL)
+            return evbuffer_add(out, buf, (size_t)n) ? -ENOMEM : 0;
+    }
+    if (memchr(buf, '.', (size_t)n) != NULL) {
+        while (n > 0 && buf[n - 1] == '0')
+            n--;
+        if (n > 0 && buf[n - 1] == '.')
+            n--;
+    }
     return evbuffer_add(out, buf, (size_t)n) ? -ENOMEM : 0;
 }
 
@@ -43,12 +65,18 @@ int tel_apicall_data(const struct agent_request_info *info, struct evbuffer *out
 {
     const char *rid = info->request_id != NULL ? info->request_id : "";
     const char *op = info->operation_id != NULL ? info->operation_id : "";
+    char num[TEL_JSON_INT_MAX + 32];
+    size_t n;
     int rc = 0;
     rc |= evbuffer_add(out, "{\"request_id\":", 14);
     rc |= tel_json_add_string(out, rid, strlen(rid));
     rc |= evbuffer_add(out, ",\"operation_id\":", 16);
     rc |= tel_json_add_string(out, op, strlen(op));
-    rc |= evbuffer_add_printf(out, ",\"status\":%d,\"duration_ms\":", info->status) < 0;
+    memcpy(num, ",\"status\":", 10);
+    n = 10 + tel_json_fmt_i64(num + 10, info->status);
+    memcpy(num + n, ",\"duration_ms\":", 15);
+    n += 15;
+    rc |= evbuffer_add(out, num, n);
     rc |= add_duration(out, info->duration_ms);
     rc |= evbuffer_add(out, "}", 1);
     return rc ? -ENOMEM : 0;

@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 
 #include "envelope.h"
+#include "json.h"
 
 struct tel_env {
     uint64_t seq;
@@ -83,19 +84,22 @@ int tel_bus_publish(struct tel_bus *bus, const struct tel_event *ev, const char 
     rc = tel_envelope_encode(ev, seq, session_id, b, NULL);
     if (rc != 0)
         goto out;
-    int plen = snprintf(prefix, sizeof prefix, "id: %" PRIu64 "\ndata: ", seq);
+    size_t plen = 4 + tel_json_fmt_u64(prefix + 4, seq);
+    memcpy(prefix, "id: ", 4);
+    memcpy(prefix + plen, "\ndata: ", 7);
+    plen += 7;
     size_t jlen = evbuffer_get_length(b);
-    env = malloc(sizeof *env + (size_t)plen + jlen + 2);
+    env = malloc(sizeof *env + plen + jlen + 2);
     if (env == NULL) {
         rc = -ENOMEM;
         goto out;
     }
     env->seq = seq;
     env->category = ev->category;
-    env->json_off = (size_t)plen;
+    env->json_off = plen;
     env->json_len = jlen;
-    env->frame_len = (size_t)plen + jlen + 2;
-    memcpy(env->bytes, prefix, (size_t)plen);
+    env->frame_len = plen + jlen + 2;
+    memcpy(env->bytes, prefix, plen);
     evbuffer_remove(b, env->bytes + plen, jlen);
     memcpy(env->bytes + plen + jlen, "\n\n", 2);
 

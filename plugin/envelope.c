@@ -90,6 +90,8 @@ uint32_t tel_cats_effective(uint32_t user_mask)
     return user_mask;
 }
 
+#define META_SMALL 16
+
 struct meta_ref {
     const struct tel_meta *m;
     size_t idx;
@@ -120,9 +122,13 @@ static int encode_metadata(struct evbuffer *out, const struct tel_event *ev, con
     struct meta_ref *v = NULL;
     struct tel_meta stamp = {SESSION_KEY, session_id};
 
-    v = calloc(ev->meta_count + 1, sizeof *v);
-    if (v == NULL)
+    /* The usual event has a few pairs: no allocation for those. */
+    struct meta_ref small[META_SMALL];
+    if (ev->meta_count + 1 <= META_SMALL) {
+        v = small;
+    } else if ((v = calloc(ev->meta_count + 1, sizeof *v)) == NULL) {
         return -ENOMEM;
+    }
     for (size_t i = 0; i < ev->meta_count; i++) {
         if (session_id != NULL && strcmp(ev->meta[i].key, SESSION_KEY) == 0)
             continue;
@@ -154,7 +160,8 @@ static int encode_metadata(struct evbuffer *out, const struct tel_event *ev, con
     if (rc == 0 && evbuffer_add(out, "}", 1) != 0)
         rc = -ENOMEM;
 out:
-    free(v);
+    if (v != small)
+        free(v);
     return rc;
 }
 
@@ -165,12 +172,22 @@ static int encode(const struct tel_event *ev, uint64_t seq, const char *session_
     const char *cat = tel_category_name(ev->category);
     if (cat == NULL || ev->type == NULL || ev->type[0] == '\0')
         return -EINVAL;
-    if (evbuffer_add_printf(out, "{\"seq\":%" PRIu64 ",\"event\":{\"ts\":%" PRId64 ",\"type\":",
-                            seq, ev->ts_us) < 0)
+    char head[64];
+    size_t n = 0;
+    memcpy(head, "{\"seq\":", 7);
+    n = 7 + tel_json_fmt_u64(head + 7, seq);
+    memcpy(head + n, ",\"event\":{\"ts\":", 15);
+    n += 15;
+    n += tel_json_fmt_i64(head + n, ev->ts_us);
+    memcpy(head + n, ",\"type\":", 8);
+    n += 8;
+    if (evbuffer_add(out, head, n) != 0)
         return -ENOMEM;
     if ((rc = add_str(out, ev->type)) != 0)
         return rc;
-    if (evbuffer_add_printf(out, ",\"category\":\"%s\",\"source\":{\"kind\":", cat) < 0)
+    if (evbuffer_add(out, ",\"category\":\"", 13) != 0 ||
+        evbuffer_add(out, cat, strlen(cat)) != 0 ||
+        evbuffer_add(out, "\",\"source\":{\"kind\":", 19) != 0)
         return -ENOMEM;
     if ((rc = add_str(out, ev->source_kind != NULL ? ev->source_kind : "")) != 0)
         return rc;
@@ -200,7 +217,9 @@ int tel_envelope_encode(const struct tel_event *ev, uint64_t seq, const char *se
                         struct evbuffer *out, int *truncated)
 {
     int rc = 0, trunc = 0;
-    struct evbuffer *tmp = evbuffer_new();
+    /* An empty out can be written directly (and emptied again on error);
+     * otherwise a scratch buffer keeps out unchanged on error. */
+    struct evbuffer *tmp = evbuffer_get_length(out) == 0 ? out : evbuffer_new();
     if (tmp == NULL)
         return -ENOMEM;
     rc = encode(ev, seq, session_id, 0, tmp);
@@ -211,10 +230,13 @@ int tel_envelope_encode(const struct tel_event *ev, uint64_t seq, const char *se
         trunc = 1;
         rc = encode(ev, seq, session_id, 1, tmp);
     }
-    if (rc == 0 && evbuffer_add_buffer(out, tmp) != 0)
+    if (rc == 0 && tmp != out && evbuffer_add_buffer(out, tmp) != 0)
         rc = -ENOMEM;
     if (rc == 0 && truncated != NULL)
         *truncated = trunc;
-    evbuffer_free(tmp);
+    if (tmp != out)
+        evbuffer_free(tmp);
+    else if (rc != 0)
+        evbuffer_drain(out, evbuffer_get_length(out));
     return rc;
 }

@@ -16,6 +16,15 @@ struct out {
     char buf[4096];
 };
 
+/* Only the header is set: zeroing the 4 KiB buffer would cost more than
+ * most values take to copy. */
+static void out_init(struct out *o, struct evbuffer *eb)
+{
+    o->eb = eb;
+    o->n = 0;
+    o->err = 0;
+}
+
 static void out_flush(struct out *o)
 {
     if (o->eb != NULL && o->n > 0 && o->err == 0 && evbuffer_add(o->eb, o->buf, o->n) != 0)
@@ -70,6 +79,14 @@ static int is_hex(unsigned char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+/* Bytes a string copies as they are: printable ASCII other than the quote,
+ * the backslash and Go's HTML-safe escapes, and UTF-8 bytes except 0xE2
+ * (the lead byte of U+2028/U+2029). */
+static int is_plain(unsigned char c)
+{
+    return c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c != 0xE2;
+}
+
 /* A string literal, copied as is except for Go's HTML-safe escapes. */
 static int scan_string(struct scan *s)
 {
@@ -78,6 +95,13 @@ static int scan_string(struct scan *s)
     out_byte(s->o, '"');
     s->p++;
     while (s->p < s->end) {
+        const unsigned char *run = s->p;
+        while (s->p < s->end && is_plain(*s->p))
+            s->p++;
+        if (s->p > run)
+            out_put(s->o, (const char *)run, (size_t)(s->p - run));
+        if (s->p >= s->end)
+            break;
         unsigned char c = *s->p;
         if (c == '"') {
             out_byte(s->o, '"');
@@ -225,7 +249,8 @@ static int scan_value(struct scan *s, int depth)
 int tel_json_compact(const char *text, size_t len, struct evbuffer *out)
 {
     /* Heap-free: the staging buffer lives on the stack. */
-    struct out o = {.eb = out};
+    struct out o;
+    out_init(&o, out);
     struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, &o};
     int rc = scan_value(&s, 0);
     if (rc == 0) {
@@ -274,16 +299,19 @@ static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
 
 int tel_json_add_string(struct evbuffer *out, const char *str, size_t len)
 {
-    struct out o = {.eb = out};
+    struct out o;
     const unsigned char *p = (const unsigned char *)str, *end = p + len;
+    out_init(&o, out);
     out_byte(&o, '"');
     while (p < end) {
-        unsigned char c = *p;
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&') {
-            out_byte(&o, (char)c);
+        const unsigned char *run = p;
+        while (p < end && *p < 0x80 && is_plain(*p))
             p++;
-            continue;
-        }
+        if (p > run)
+            out_put(&o, (const char *)run, (size_t)(p - run));
+        if (p >= end)
+            break;
+        unsigned char c = *p;
         if (c < 0x80) {
             switch (c) {
             case '"':
@@ -333,7 +361,8 @@ int tel_json_add_string(struct evbuffer *out, const char *str, size_t len)
 
 int tel_json_member(const char *text, size_t len, const char *key, const char **val, size_t *vlen)
 {
-    struct out o = {.eb = NULL};
+    struct out o;
+    out_init(&o, NULL);
     struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, &o};
     size_t klen = strlen(key);
     skip_ws(&s);
@@ -371,4 +400,26 @@ int tel_json_member(const char *text, size_t len, const char *key, const char **
         break;
     }
     return -ENOENT;
+}
+
+size_t tel_json_fmt_u64(char *buf, uint64_t v)
+{
+    char tmp[TEL_JSON_INT_MAX];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t tel_json_fmt_i64(char *buf, int64_t v)
+{
+    if (v >= 0)
+        return tel_json_fmt_u64(buf, (uint64_t)v);
+    buf[0] = '-';
+    /* Negate in unsigned arithmetic: INT64_MIN has no positive int64. */
+    return 1 + tel_json_fmt_u64(buf + 1, 0 - (uint64_t)v);
 }

@@ -10,6 +10,7 @@
 #define TEL_JSON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct evbuffer;
 
@@ -30,5 +31,12 @@ int tel_json_add_string(struct evbuffer *out, const char *s, size_t len);
  * *val and *vlen span the value text. Returns 0, -ENOENT, -EINVAL (not an
  * object). */
 int tel_json_member(const char *text, size_t len, const char *key, const char **val, size_t *vlen);
+
+/* Write v in decimal to buf (at least TEL_JSON_INT_MAX bytes, not
+ * NUL-terminated), as printf's %llu / %lld would; returns the length.
+ * For hot paths that would otherwise go through printf. */
+#define TEL_JSON_INT_MAX 20
+size_t tel_json_fmt_u64(char *buf, uint64_t v);
+size_t tel_json_fmt_i64(char *buf, int64_t v);
 
 #endif /* TEL_JSON_H */
