@@ -1699,6 +1699,12 @@ uint16_t s2l_server_port(const struct s2l_server *srv)
     return srv->port;
 }
 
+void s2l_server_sse_stats(const struct s2l_server *srv, uint32_t *sessions, size_t *peak_output)
+{
+    *sessions = s2l_sse_hub_sessions(srv->sse);
+    *peak_output = s2l_sse_hub_peak_output(srv->sse);
+}
+
 void s2l_server_drain(struct s2l_server *srv)
 {
     srv->draining = true;

@@ -48,4 +48,10 @@
 #define S2L_APPEND_MAX_BYTES ((uint64_t)1 << 20)
 #define S2L_DEFAULT_MAX_LONG_POLLS 1024
 
+struct s2l_server;
+
+/* For tests, on the server's loop thread: open read sessions, and the most
+ * unsent output one of them had after queuing a batch (sse.h). */
+void s2l_server_sse_stats(const struct s2l_server *srv, uint32_t *sessions, size_t *peak_output);
+
 #endif /* S2L_SERVER_H */

@@ -40,6 +40,7 @@ struct s2l_sse_hub {
     uint32_t max_sessions;
     uint32_t heartbeat_ms;
     uint32_t n;
+    size_t peak_output;
     uint64_t rng;
     s2l_log_fn log;
     void *log_arg;
@@ -287,7 +288,10 @@ static void sse_pump(struct sse *s)
         arm_wait(s);
     }
     arm_ping(s);
-    if (pending_output(s) < S2L_SSE_PENDING_MAX)
+    size_t pending = pending_output(s);
+    if (pending > s->hub->peak_output)
+        s->hub->peak_output = pending;
+    if (pending < S2L_SSE_PENDING_MAX)
         event_active(s->pump_ev, 0, 0);
     else
         s->blocked = true;
@@ -363,6 +367,11 @@ bool s2l_sse_hub_full(const struct s2l_sse_hub *hub)
 uint32_t s2l_sse_hub_sessions(const struct s2l_sse_hub *hub)
 {
     return hub->n;
+}
+
+size_t s2l_sse_hub_peak_output(const struct s2l_sse_hub *hub)
+{
+    return hub->peak_output;
 }
 
 int s2l_sse_start(struct s2l_sse_hub *hub, struct evhttp_request *req,

@@ -24,6 +24,7 @@
 #define S2L_SSE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "records.h"
@@ -69,6 +70,10 @@ bool s2l_sse_hub_full(const struct s2l_sse_hub *hub);
 
 /* Open sessions. */
 uint32_t s2l_sse_hub_sessions(const struct s2l_sse_hub *hub);
+
+/* The most unsent output a session had right after queuing a batch (it
+ * shows the pending-output bound at work; for tests). */
+size_t s2l_sse_hub_peak_output(const struct s2l_sse_hub *hub);
 
 /* Answer req 200 text/event-stream and run a session per p. On 0 the hub
  * owns req until the session ends; on error (-ENOMEM) nothing was sent and

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "s2/local.h"
 #include "s2/wire.h"
 #include "server.h"
+#include "sse.h"
 #include "support.h"
 
 #define BASIN "test-basin-1"
@@ -91,6 +93,48 @@ TestSuite(sse, .init = start_default, .fini = stop, .timeout = 30);
 TestSuite(sse_quiet, .init = start_quiet, .fini = stop, .timeout = 30);
 
 /* ---- helpers ---- */
+
+struct stats_q {
+    sem_t done;
+    uint32_t sessions;
+    size_t peak;
+};
+
+static void stats_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct stats_q *q = arg;
+    s2l_server_sse_stats(fx.srv, &q->sessions, &q->peak);
+    sem_post(&q->done);
+}
+
+/* The server's session figures, read on its loop thread. */
+static void get_stats(uint32_t *sessions, size_t *peak)
+{
+    struct stats_q q;
+    cr_assert(eq(int, sem_init(&q.done, 0, 0), 0));
+    struct timeval tv = {0, 0};
+    cr_assert(eq(int, event_base_once(fx.base, -1, EV_TIMEOUT, stats_cb, &q, &tv), 0));
+    while (sem_wait(&q.done) != 0)
+        ;
+    sem_destroy(&q.done);
+    *sessions = q.sessions;
+    *peak = q.peak;
+}
+
+/* Wait (the suite's timeout bounds it) until n sessions are open. */
+static void wait_sessions(uint32_t n)
+{
+    for (;;) {
+        uint32_t open;
+        size_t peak;
+        get_stats(&open, &peak);
+        if (open == n)
+            return;
+        ts_sleep_ms(10);
+    }
+}
 
 static void post(const char *stream, const char *body)
 {
@@ -572,17 +616,12 @@ Test(sse_quiet, disconnect_frees_the_session_at_once)
     cr_assert(eq(int, ts_sse_next(a, 10000, &ev), 0));
     cr_assert(eq(str, (char *)ev.event, "ping"));
     ts_sse_close(a);
-    /* The slot frees up well before any ping could reveal the closed
-     * socket (the suite's timeout is 30 s, pings come after 60 s). */
-    struct ts_sse *c = NULL;
-    for (;;) {
-        c = open_h("/v1/streams/dc/records", NULL);
-        if (ts_sse_status(c) == 200)
-            break;
-        cr_assert(eq(long, ts_sse_status(c), 429));
-        ts_sse_close(c);
-        ts_sleep_ms(20);
-    }
+    /* The session is gone well before any ping could reveal the closed
+     * socket (the suite's timeout is 30 s, pings come after 60 s), and its
+     * slot is free again. */
+    wait_sessions(1);
+    struct ts_sse *c = open_ok("/v1/streams/dc/records", NULL);
+    wait_sessions(2);
     /* The remaining sessions still work. */
     append_range("dc", 0, 1);
     do
@@ -595,6 +634,7 @@ Test(sse_quiet, disconnect_frees_the_session_at_once)
     cr_assert(eq(str, (char *)ev.event, "batch"));
     ts_sse_close(b);
     ts_sse_close(c);
+    wait_sessions(0);
 }
 
 static void drain_cb(evutil_socket_t fd, short what, void *arg)
@@ -697,4 +737,13 @@ Test(sse, stalled_reader_gets_every_record_after_it_drains)
     cr_assert(ge(u64, batches, 6));
     cr_assert(strstr(in, "data: [DONE]") != NULL);
     free(in);
+    /* The session stopped reading ahead while its output was unsent: at
+     * most one batch (about 1 MB here) beyond the bound was ever queued,
+     * of the 6 MB it sent; and it did reach the bound. */
+    uint32_t open;
+    size_t peak;
+    get_stats(&open, &peak);
+    cr_assert(ge(u64, (uint64_t)peak, (uint64_t)S2L_SSE_PENDING_MAX));
+    cr_assert(lt(u64, (uint64_t)peak, (uint64_t)S2L_SSE_PENDING_MAX + (3u << 19)),
+              "peak unsent output %zu", peak);
 }
