@@ -56,10 +56,11 @@ bool s2l_utf8_valid(const uint8_t *s, size_t len);
 /* Metered size of a record: 8 + 2 * headers + name and value bytes + body. */
 uint64_t s2l_metered_size(size_t nheaders, uint64_t header_bytes, uint64_t body_len);
 
-/* Append the records of st from seq_num start on, within b, to out as
+/* Append the records of st from seq_num start on, within b, to out: as
  * comma-separated SequencedRecord objects (empty headers and body left
- * out), or for S2L_FMT_PROTO as ReadBatch field-1 entries. *stats says what was written. Returns 0, -ENOMEM, or the store's
- * read error (out then holds a partial list). */
+ * out), or for S2L_FMT_PROTO as ReadBatch field-1 entries. *stats says
+ * what was written. Returns 0, -ENOMEM, or the store's read error (out
+ * then holds a partial list). */
 int s2l_records_write(struct s2l_stream *st, uint64_t start, const struct s2l_read_bounds *b,
                       struct evbuffer *out, struct s2l_read_stats *stats);
 
