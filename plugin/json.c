@@ -402,6 +402,55 @@ int tel_json_member(const char *text, size_t len, const char *key, const char **
     return -ENOENT;
 }
 
+int tel_json_iter_init(struct tel_json_iter *it, const char *text, size_t len)
+{
+    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, NULL};
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{')
+        return -EINVAL;
+    it->p = (const char *)s.p + 1;
+    it->end = text + len;
+    it->first = 1;
+    return 0;
+}
+
+int tel_json_iter_next(struct tel_json_iter *it, const char **key, size_t *klen, const char **val,
+                       size_t *vlen)
+{
+    struct out o;
+    out_init(&o, NULL);
+    struct scan s = {(const unsigned char *)it->p, (const unsigned char *)it->end, &o};
+    skip_ws(&s);
+    if (s.p >= s.end)
+        return -EINVAL;
+    if (*s.p == '}')
+        return 0;
+    if (!it->first) {
+        if (*s.p != ',')
+            return -EINVAL;
+        s.p++;
+        skip_ws(&s);
+    }
+    const unsigned char *kstart = s.p + 1;
+    if (scan_string(&s) != 0)
+        return -EINVAL;
+    *key = (const char *)kstart;
+    *klen = (size_t)(s.p - 1 - kstart);
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != ':')
+        return -EINVAL;
+    s.p++;
+    skip_ws(&s);
+    const unsigned char *vstart = s.p;
+    if (scan_value(&s, 1) != 0)
+        return -EINVAL;
+    *val = (const char *)vstart;
+    *vlen = (size_t)(s.p - vstart);
+    it->p = (const char *)s.p;
+    it->first = 0;
+    return 1;
+}
+
 size_t tel_json_fmt_u64(char *buf, uint64_t v)
 {
     char tmp[TEL_JSON_INT_MAX];

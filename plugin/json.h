@@ -32,6 +32,23 @@ int tel_json_add_string(struct evbuffer *out, const char *s, size_t len);
  * object). */
 int tel_json_member(const char *text, size_t len, const char *key, const char **val, size_t *vlen);
 
+/* Walks the members of a JSON object that is known to be valid (checked
+ * with tel_json_compact first), without building a tree. */
+struct tel_json_iter {
+    const char *p;
+    const char *end;
+    int first;
+};
+
+/* Start at the object text[0..len). Returns 0, -EINVAL (not an object). */
+int tel_json_iter_init(struct tel_json_iter *it, const char *text, size_t len);
+
+/* The next member: *key and *klen span the name between its quotes (escapes
+ * not decoded), *val and *vlen the value text. Returns 1 with a member, 0 at
+ * the end of the object, -EINVAL (malformed). */
+int tel_json_iter_next(struct tel_json_iter *it, const char **key, size_t *klen, const char **val,
+                       size_t *vlen);
+
 /* Write v in decimal to buf (at least TEL_JSON_INT_MAX bytes, not
  * NUL-terminated), as printf's %llu / %lld would; returns the length.
  * For hot paths that would otherwise go through printf. */

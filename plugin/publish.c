@@ -51,6 +51,7 @@ void tel_publish_req_clear(struct tel_publish_req *req)
 {
     cJSON_Delete(req->root);
     free(req->meta);
+    free(req->text);
     if (req->data != NULL)
         evbuffer_free(req->data);
     memset(req, 0, sizeof *req);
@@ -115,6 +116,175 @@ static int opt_string(const cJSON *obj, const char *key, const char **out)
     return 0;
 }
 
+/* Steps 2-4 of the contract, on what step 1 found. */
+static int check_event(struct tel_publish_req *req, const char *type, const char *category,
+                       char *err, size_t errlen)
+{
+    /* 2. type. */
+    if (type == NULL || type[0] == '\0') {
+        snprintf(err, errlen, "type is required");
+        return 400;
+    }
+    req->ev.type = type;
+    /* 3. category: fixed for known types, else given and valid. */
+    req->ev.category = tel_type_category(type);
+    if (req->ev.category < 0) {
+        if (category == NULL) {
+            snprintf(err, errlen, "category is required for unknown event type");
+            return 400;
+        }
+        if (tel_category_parse(category, strlen(category), &req->ev.category) != 0) {
+            snprintf(err, errlen, "invalid category");
+            return 400;
+        }
+    }
+    /* 4. kernel_api is the agent's own. */
+    if (req->ev.source_kind != NULL && strcmp(req->ev.source_kind, "kernel_api") == 0) {
+        snprintf(err, errlen, "source.kind kernel_api is reserved for server-generated events");
+        return 400;
+    }
+    return 0;
+}
+
+static int key_is(const char *k, size_t klen, const char *name, size_t nlen)
+{
+    return klen == nlen && memcmp(k, name, nlen) == 0;
+}
+
+#define KEY_IS(k, klen, lit) key_is(k, klen, lit, sizeof(lit) - 1)
+
+/* A string value without escapes, NUL-terminated into the arena. */
+static const char *arena_str(char **arena, const char *val, size_t vlen)
+{
+    char *d = *arena;
+    memcpy(d, val + 1, vlen - 2);
+    d[vlen - 2] = '\0';
+    *arena += vlen - 1;
+    return d;
+}
+
+/* A member value: NULL when absent or null. */
+static const char *present(const char *v)
+{
+    return v != NULL && v[0] != 'n' ? v : NULL;
+}
+
+/* Step 1 for a valid body without any backslash (the usual case): members
+ * are read in place, strings need no decoding, no tree is built. Same
+ * rules and messages as the cJSON path: the first member of a name counts,
+ * metadata keeps every pair in order. */
+static int parse_plain(const char *body, size_t len, struct tel_publish_req *req, char *err,
+                       size_t errlen)
+{
+    struct tel_json_iter it, sit, mit;
+    const char *k, *v, *type_v = NULL, *cat_v = NULL, *src_v = NULL, *data_v = NULL;
+    const char *kind_v = NULL, *event_v = NULL, *meta_v = NULL;
+    const char *type = NULL, *category = NULL;
+    size_t kl, vl, type_l = 0, cat_l = 0, src_l = 0, data_l = 0, kind_l = 0, event_l = 0,
+                   meta_l = 0;
+    char *arena;
+    int r;
+
+    if (tel_json_iter_init(&it, body, len) != 0) {
+        snprintf(err, errlen, "invalid JSON body: expected an object");
+        return 400;
+    }
+    while ((r = tel_json_iter_next(&it, &k, &kl, &v, &vl)) == 1) {
+        if (type_v == NULL && KEY_IS(k, kl, "type"))
+            type_v = v, type_l = vl;
+        else if (cat_v == NULL && KEY_IS(k, kl, "category"))
+            cat_v = v, cat_l = vl;
+        else if (src_v == NULL && KEY_IS(k, kl, "source"))
+            src_v = v, src_l = vl;
+        else if (data_v == NULL && KEY_IS(k, kl, "data"))
+            data_v = v, data_l = vl;
+    }
+    if (r < 0) {
+        snprintf(err, errlen, "invalid JSON body: not valid JSON");
+        return 400;
+    }
+    /* Every string kept is shorter than the body. */
+    if ((req->text = malloc(len + 1)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return 500;
+    }
+    arena = req->text;
+    if ((type_v = present(type_v)) != NULL) {
+        if (type_v[0] != '"') {
+            snprintf(err, errlen, "invalid JSON body: type must be a string");
+            return 400;
+        }
+        type = arena_str(&arena, type_v, type_l);
+    }
+    if ((cat_v = present(cat_v)) != NULL) {
+        if (cat_v[0] != '"') {
+            snprintf(err, errlen, "invalid JSON body: category must be a string");
+            return 400;
+        }
+        category = arena_str(&arena, cat_v, cat_l);
+    }
+    if ((src_v = present(src_v)) != NULL) {
+        if (src_v[0] != '{' || tel_json_iter_init(&sit, src_v, src_l) != 0) {
+            snprintf(err, errlen, "invalid JSON body: source must be an object");
+            return 400;
+        }
+        while ((r = tel_json_iter_next(&sit, &k, &kl, &v, &vl)) == 1) {
+            if (kind_v == NULL && KEY_IS(k, kl, "kind"))
+                kind_v = v, kind_l = vl;
+            else if (event_v == NULL && KEY_IS(k, kl, "event"))
+                event_v = v, event_l = vl;
+            else if (meta_v == NULL && KEY_IS(k, kl, "metadata"))
+                meta_v = v, meta_l = vl;
+        }
+        kind_v = present(kind_v);
+        event_v = present(event_v);
+        if (r < 0 || (kind_v != NULL && kind_v[0] != '"') ||
+            (event_v != NULL && event_v[0] != '"')) {
+            snprintf(err, errlen,
+                     "invalid JSON body: source.kind and source.event must be strings");
+            return 400;
+        }
+        if (kind_v != NULL)
+            req->ev.source_kind = arena_str(&arena, kind_v, kind_l);
+        if (event_v != NULL)
+            req->ev.source_event = arena_str(&arena, event_v, event_l);
+        if ((meta_v = present(meta_v)) != NULL) {
+            size_t n = 0, i = 0;
+            r = meta_v[0] == '{' ? tel_json_iter_init(&mit, meta_v, meta_l) : -EINVAL;
+            while (r == 0 && (r = tel_json_iter_next(&mit, &k, &kl, &v, &vl)) == 1) {
+                r = v[0] == '"' ? 0 : -EINVAL;
+                n++;
+            }
+            if (r != 0) {
+                snprintf(err, errlen,
+                         "invalid JSON body: source.metadata must be an object of strings");
+                return 400;
+            }
+            if (n > 0 && (req->meta = calloc(n, sizeof *req->meta)) == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return 500;
+            }
+            tel_json_iter_init(&mit, meta_v, meta_l);
+            while (i < n && tel_json_iter_next(&mit, &k, &kl, &v, &vl) == 1) {
+                /* The key as a string value: its quotes are around it. */
+                req->meta[i].key = arena_str(&arena, k - 1, kl + 2);
+                req->meta[i].value = arena_str(&arena, v, vl);
+                i++;
+            }
+            req->ev.meta = req->meta;
+            req->ev.meta_count = n;
+        }
+    }
+    if ((data_v = present(data_v)) != NULL) {
+        int rc = set_data(req, data_v, data_l);
+        if (rc != 0) {
+            snprintf(err, errlen, rc == -ENOMEM ? "out of memory" : "invalid data");
+            return rc == -ENOMEM ? 500 : 400;
+        }
+    }
+    return check_event(req, type, category, err, errlen);
+}
+
 int tel_publish_parse(const char *body, size_t len, struct tel_publish_req *req, char *err,
                       size_t errlen)
 {
@@ -129,8 +299,15 @@ int tel_publish_parse(const char *body, size_t len, struct tel_publish_req *req,
         snprintf(err, errlen, "invalid JSON body: empty body");
         return 400;
     }
-    if (tel_json_compact(body, len, NULL) != 0 ||
-        (req->root = cJSON_ParseWithLength(body, len)) == NULL) {
+    if (tel_json_compact(body, len, NULL) != 0) {
+        snprintf(err, errlen, "invalid JSON body: not valid JSON");
+        return 400;
+    }
+    /* Without escapes no string needs decoding (and nothing cJSON would
+     * refuse, such as a lone surrogate, can occur): no tree needed. */
+    if (memchr(body, '\\', len) == NULL)
+        return parse_plain(body, len, req, err, errlen);
+    if ((req->root = cJSON_ParseWithLength(body, len)) == NULL) {
         snprintf(err, errlen, "invalid JSON body: not valid JSON");
         return 400;
     }
@@ -190,30 +367,7 @@ int tel_publish_parse(const char *body, size_t len, struct tel_publish_req *req,
             return rc == -ENOMEM ? 500 : 400;
         }
     }
-    /* 2. type. */
-    if (type == NULL || type[0] == '\0') {
-        snprintf(err, errlen, "type is required");
-        return 400;
-    }
-    req->ev.type = type;
-    /* 3. category: fixed for known types, else given and valid. */
-    req->ev.category = tel_type_category(type);
-    if (req->ev.category < 0) {
-        if (category == NULL) {
-            snprintf(err, errlen, "category is required for unknown event type");
-            return 400;
-        }
-        if (tel_category_parse(category, strlen(category), &req->ev.category) != 0) {
-            snprintf(err, errlen, "invalid category");
-            return 400;
-        }
-    }
-    /* 4. kernel_api is the agent's own. */
-    if (req->ev.source_kind != NULL && strcmp(req->ev.source_kind, "kernel_api") == 0) {
-        snprintf(err, errlen, "source.kind kernel_api is reserved for server-generated events");
-        return 400;
-    }
-    return 0;
+    return check_event(req, type, category, err, errlen);
 }
 
 void tel_publish_handle(struct evhttp_request *req, void *arg)

@@ -48,6 +48,7 @@ struct tel_publish_req {
     struct tel_meta *meta;
     struct evbuffer *data;
     char *data_text; /* contiguous copy of data */
+    char *text;      /* owned: the strings ev points at, when parsed without cJSON */
 };
 
 /* Parse and validate a POST /telemetry/events body (steps 1-4 of the

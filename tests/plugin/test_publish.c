@@ -215,3 +215,94 @@ Test(publish, shared_service)
     cr_assert_eq(tel_session_apply(sess, 0, NULL), 0);
     cr_assert_eq(seen, TEL_CATS_DEFAULT);
 }
+
+/* Parse body; on success encode its envelope into env (seq 1, session "s"). */
+static int parse_encode(const char *body, char *err, size_t errlen, struct evbuffer *env)
+{
+    struct tel_publish_req r;
+    int st = tel_publish_parse(body, strlen(body), &r, err, errlen);
+    if (st == 0) {
+        r.ev.ts_us = 1;
+        cr_assert_eq(tel_envelope_encode(&r.ev, 1, "s", env, NULL), 0);
+    }
+    tel_publish_req_clear(&r);
+    return st;
+}
+
+/* Bodies without any backslash are read without cJSON; one escape anywhere
+ * sends them through cJSON. Both must give the same verdict, message and
+ * envelope bytes: each body is compared with itself plus an ignored member
+ * holding an escape. */
+Test(publish, plain_and_escaped_bodies_agree)
+{
+    static const char *const extra[] = {
+        "{\"type\":\"console_log\",\"source\":{\"kind\":\"cdp\",\"event\":\"E\","
+        "\"metadata\":{\"b\":\"2\",\"a\":\"1\",\"b\":\"3\",\"telemetry_session_id\":\"x\"}},"
+        "\"data\":{\"level\":\"log\",\"text\":\"a<b & c\"}}",
+        "{\"type\":\"t\",\"type\":\"u\",\"category\":\"page\",\"category\":7,\"data\":[1 , 2]}",
+        "{\"type\":\"t\",\"category\":\"page\",\"source\":{\"kind\":null,\"event\":null,"
+        "\"metadata\":null},\"data\":null}",
+        "{\"type\":\"t\",\"category\":\"page\",\"source\":{\"metadata\":{}}}",
+        "{\"type\":\"t\",\"category\":\"page\",\"source\":{\"metadata\":{\"k\":1}}}",
+        "{\"type\":\"t\",\"category\":\"page\",\"source\":{\"kind\":\"kernel_api\"}}",
+        "{\"type\":\"t\",\"category\":\"page\",\"source\":{\"kind\":5}}",
+        "{\"type\":\"t\",\"category\":\"page\",\"source\":[]}",
+        "{\"type\":\"\u00e9\u2028\",\"category\":\"network\",\"data\":\"\u2029\"}",
+        " { \"type\" : \"t\" , \"category\" : \"nope\" } ",
+        "{}",
+        "[]",
+        "{\"type\":null}",
+        "{\"type\":1}",
+        "{\"category\":true,\"type\":\"t\"}",
+    };
+    size_t n;
+    char **lines = tp_fixture_lines("publish-invalid.jsonl", &n);
+    size_t total = n + sizeof extra / sizeof extra[0];
+    size_t plain_ok = 0;
+    for (size_t i = 0; i < total; i++) {
+        cJSON *c = NULL;
+        const char *body;
+        if (i < n) {
+            c = cJSON_Parse(lines[i]);
+            body = cJSON_GetObjectItem(c, "body")->valuestring;
+        } else {
+            body = extra[i - n];
+        }
+        const char *open = strchr(body, '{');
+        if (strchr(body, '\\') != NULL || open == NULL ||
+            strspn(body, " \t\r\n") != (size_t)(open - body)) {
+            cJSON_Delete(c);
+            continue;
+        }
+        /* The variant: an ignored member with an escape, first in the object. */
+        size_t len = strlen(body), at = (size_t)(open - body) + 1;
+        const char *after = open + 1 + strspn(open + 1, " \t\r\n");
+        const char *ins = *after == '}' ? "\"zz\":\"\\/\"" : "\"zz\":\"\\/\",";
+        char *variant = malloc(len + strlen(ins) + 1);
+        cr_assert_not_null(variant);
+        memcpy(variant, body, at);
+        strcpy(variant + at, ins);
+        strcat(variant, body + at);
+
+        char e1[256] = "", e2[256] = "";
+        struct evbuffer *b1 = evbuffer_new(), *b2 = evbuffer_new();
+        int s1 = parse_encode(body, e1, sizeof e1, b1);
+        int s2 = parse_encode(variant, e2, sizeof e2, b2);
+        cr_assert_eq(s1, s2, "%s: %d vs %d (%s / %s)", body, s1, s2, e1, e2);
+        if (s1 != 0) {
+            cr_assert_str_eq(e1, e2, "%s", body);
+        } else {
+            plain_ok++;
+            size_t l1 = evbuffer_get_length(b1), l2 = evbuffer_get_length(b2);
+            cr_assert_eq(l1, l2, "%s", body);
+            cr_assert(memcmp(evbuffer_pullup(b1, -1), evbuffer_pullup(b2, -1), l1) == 0, "%s",
+                      body);
+        }
+        evbuffer_free(b1);
+        evbuffer_free(b2);
+        free(variant);
+        cJSON_Delete(c);
+    }
+    tp_lines_free(lines, n);
+    cr_assert_geq(plain_ok, 5);
+}
