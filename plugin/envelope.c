@@ -107,15 +107,73 @@ static int meta_cmp(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static int add_str(struct evbuffer *out, const char *s)
+/* The envelope is built in one flat buffer (on the stack for the usual
+ * size) and handed to the evbuffer at once: evbuffer_add per field cost
+ * more than the encoding itself. */
+struct wbuf {
+    char *p;
+    size_t n, cap;
+    int err;
+    char stack[2048];
+};
+
+static void wb_init(struct wbuf *w)
 {
-    return tel_json_add_string(out, s, strlen(s));
+    w->p = w->stack;
+    w->n = 0;
+    w->cap = sizeof w->stack;
+    w->err = 0;
+}
+
+static void wb_release(struct wbuf *w)
+{
+    if (w->p != w->stack)
+        free(w->p);
+}
+
+static char *wb_reserve(struct wbuf *w, size_t extra)
+{
+    if (w->err != 0)
+        return NULL;
+    if (extra > w->cap - w->n) {
+        size_t cap = w->cap * 2 > w->n + extra ? w->cap * 2 : w->n + extra;
+        char *np = w->p == w->stack ? malloc(cap) : realloc(w->p, cap);
+        if (np == NULL) {
+            w->err = -ENOMEM;
+            return NULL;
+        }
+        if (w->p == w->stack)
+            memcpy(np, w->stack, w->n);
+        w->p = np;
+        w->cap = cap;
+    }
+    return w->p + w->n;
+}
+
+static int wb_put(struct wbuf *w, const char *s, size_t n)
+{
+    char *d = wb_reserve(w, n);
+    if (d == NULL)
+        return -ENOMEM;
+    memcpy(d, s, n);
+    w->n += n;
+    return 0;
+}
+
+static int add_str(struct wbuf *w, const char *s)
+{
+    size_t len = strlen(s);
+    char *d = wb_reserve(w, TEL_JSON_STRING_MAX(len));
+    if (d == NULL)
+        return -ENOMEM;
+    w->n += tel_json_put_string(d, s, len);
+    return 0;
 }
 
 /* Metadata: sorted keys, last duplicate wins (as a Go map), the session id
  * stamped over any caller value. O(n log n): n is bounded only by the body
  * size. */
-static int encode_metadata(struct evbuffer *out, const struct tel_event *ev, const char *session_id)
+static int encode_metadata(struct wbuf *out, const struct tel_event *ev, const char *session_id)
 {
     int rc = 0;
     size_t n = 0, written = 0;
@@ -144,29 +202,29 @@ static int encode_metadata(struct evbuffer *out, const struct tel_event *ev, con
     if (n == 0)
         goto out;
     qsort(v, n, sizeof *v, meta_cmp);
-    rc = evbuffer_add(out, ",\"metadata\":{", 13) ? -ENOMEM : 0;
+    rc = wb_put(out, ",\"metadata\":{", 13);
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i + 1 < n && strcmp(v[i].m->key, v[i + 1].m->key) == 0)
             continue;
-        if (written++ > 0 && evbuffer_add(out, ",", 1) != 0)
-            rc = -ENOMEM;
+        if (written++ > 0)
+            rc = wb_put(out, ",", 1);
         if (rc == 0)
             rc = add_str(out, v[i].m->key);
-        if (rc == 0 && evbuffer_add(out, ":", 1) != 0)
-            rc = -ENOMEM;
+        if (rc == 0)
+            rc = wb_put(out, ":", 1);
         if (rc == 0)
             rc = add_str(out, v[i].m->value);
     }
-    if (rc == 0 && evbuffer_add(out, "}", 1) != 0)
-        rc = -ENOMEM;
+    if (rc == 0)
+        rc = wb_put(out, "}", 1);
 out:
     if (v != small)
         free(v);
     return rc;
 }
 
-static int encode(const struct tel_event *ev, uint64_t seq, const char *session_id, int truncate,
-                  struct evbuffer *out)
+static int encode_head(const struct tel_event *ev, uint64_t seq, const char *session_id,
+                       struct wbuf *w)
 {
     int rc;
     const char *cat = tel_category_name(ev->category);
@@ -181,36 +239,46 @@ static int encode(const struct tel_event *ev, uint64_t seq, const char *session_
     n += tel_json_fmt_i64(head + n, ev->ts_us);
     memcpy(head + n, ",\"type\":", 8);
     n += 8;
-    if (evbuffer_add(out, head, n) != 0)
-        return -ENOMEM;
-    if ((rc = add_str(out, ev->type)) != 0)
-        return rc;
-    if (evbuffer_add(out, ",\"category\":\"", 13) != 0 ||
-        evbuffer_add(out, cat, strlen(cat)) != 0 ||
-        evbuffer_add(out, "\",\"source\":{\"kind\":", 19) != 0)
-        return -ENOMEM;
-    if ((rc = add_str(out, ev->source_kind != NULL ? ev->source_kind : "")) != 0)
+    if ((rc = wb_put(w, head, n)) != 0 || (rc = add_str(w, ev->type)) != 0 ||
+        (rc = wb_put(w, ",\"category\":\"", 13)) != 0 || (rc = wb_put(w, cat, strlen(cat))) != 0 ||
+        (rc = wb_put(w, "\",\"source\":{\"kind\":", 19)) != 0 ||
+        (rc = add_str(w, ev->source_kind != NULL ? ev->source_kind : "")) != 0)
         return rc;
     if (ev->source_event != NULL && ev->source_event[0] != '\0') {
-        if (evbuffer_add(out, ",\"event\":", 9) != 0)
-            return -ENOMEM;
-        if ((rc = add_str(out, ev->source_event)) != 0)
+        if ((rc = wb_put(w, ",\"event\":", 9)) != 0 || (rc = add_str(w, ev->source_event)) != 0)
             return rc;
     }
-    if ((rc = encode_metadata(out, ev, session_id)) != 0)
+    if ((rc = encode_metadata(w, ev, session_id)) != 0)
         return rc;
-    if (evbuffer_add(out, "}", 1) != 0)
-        return -ENOMEM;
+    return wb_put(w, "}", 1);
+}
+
+static int encode(const struct tel_event *ev, uint64_t seq, const char *session_id, int truncate,
+                  struct evbuffer *out)
+{
+    struct wbuf w;
+    int rc;
+    wb_init(&w);
+    rc = encode_head(ev, seq, session_id, &w);
+    if (rc != 0)
+        goto out;
     if (truncate) {
-        if (evbuffer_add(out, ",\"data\":null,\"truncated\":true", 29) != 0)
-            return -ENOMEM;
+        rc = wb_put(&w, ",\"data\":null,\"truncated\":true}}", 31);
     } else if (ev->data != NULL) {
-        if (evbuffer_add(out, ",\"data\":", 8) != 0 || evbuffer_add(out, ev->data, ev->data_len))
-            return -ENOMEM;
+        /* data can be large: it goes in by itself, not through w. */
+        if ((rc = wb_put(&w, ",\"data\":", 8)) == 0 &&
+            (evbuffer_add(out, w.p, w.n) != 0 || evbuffer_add(out, ev->data, ev->data_len) != 0 ||
+             evbuffer_add(out, "}}", 2) != 0))
+            rc = -ENOMEM;
+        goto out;
+    } else {
+        rc = wb_put(&w, "}}", 2);
     }
-    if (evbuffer_add(out, "}}", 2) != 0)
-        return -ENOMEM;
-    return 0;
+    if (rc == 0 && evbuffer_add(out, w.p, w.n) != 0)
+        rc = -ENOMEM;
+out:
+    wb_release(&w);
+    return rc;
 }
 
 int tel_envelope_encode(const struct tel_event *ev, uint64_t seq, const char *session_id,

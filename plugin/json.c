@@ -297,46 +297,56 @@ static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
     return len;
 }
 
-int tel_json_add_string(struct evbuffer *out, const char *str, size_t len)
+size_t tel_json_put_string(char *dst, const char *str, size_t len)
 {
-    struct out o;
+    static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)str, *end = p + len;
-    out_init(&o, out);
-    out_byte(&o, '"');
+    char *d = dst;
+    *d++ = '"';
     while (p < end) {
         const unsigned char *run = p;
         while (p < end && *p < 0x80 && is_plain(*p))
             p++;
-        if (p > run)
-            out_put(&o, (const char *)run, (size_t)(p - run));
+        if (p > run) {
+            memcpy(d, run, (size_t)(p - run));
+            d += p - run;
+        }
         if (p >= end)
             break;
         unsigned char c = *p;
         if (c < 0x80) {
+            const char *e = NULL;
             switch (c) {
             case '"':
-                out_put(&o, "\\\"", 2);
+                e = "\\\"";
                 break;
             case '\\':
-                out_put(&o, "\\\\", 2);
+                e = "\\\\";
                 break;
             case '\b':
-                out_put(&o, "\\b", 2);
+                e = "\\b";
                 break;
             case '\f':
-                out_put(&o, "\\f", 2);
+                e = "\\f";
                 break;
             case '\n':
-                out_put(&o, "\\n", 2);
+                e = "\\n";
                 break;
             case '\r':
-                out_put(&o, "\\r", 2);
+                e = "\\r";
                 break;
             case '\t':
-                out_put(&o, "\\t", 2);
+                e = "\\t";
                 break;
-            default:
-                out_u00(&o, c);
+            }
+            if (e != NULL) {
+                memcpy(d, e, 2);
+                d += 2;
+            } else {
+                memcpy(d, "\\u00", 4);
+                d[4] = hex[c >> 4];
+                d[5] = hex[c & 15];
+                d += 6;
             }
             p++;
             continue;
@@ -344,19 +354,60 @@ int tel_json_add_string(struct evbuffer *out, const char *str, size_t len)
         uint32_t cp;
         size_t n = utf8_decode(p, (size_t)(end - p), &cp);
         if (n == 0) {
-            out_put(&o, "\\ufffd", 6);
+            memcpy(d, "\\ufffd", 6);
+            d += 6;
             p++;
         } else if (cp == 0x2028 || cp == 0x2029) {
-            out_put(&o, cp == 0x2028 ? "\\u2028" : "\\u2029", 6);
+            memcpy(d, cp == 0x2028 ? "\\u2028" : "\\u2029", 6);
+            d += 6;
             p += n;
         } else {
-            out_put(&o, (const char *)p, n);
+            memcpy(d, p, n);
+            d += n;
             p += n;
         }
     }
-    out_byte(&o, '"');
-    out_flush(&o);
-    return o.err;
+    *d++ = '"';
+    return (size_t)(d - dst);
+}
+
+/* Long strings go out in pieces that end before a UTF-8 lead byte whose
+ * sequence could reach past the piece, so every piece escapes exactly as
+ * the whole would. */
+#define ADD_STRING_PIECE 1024
+
+int tel_json_add_string(struct evbuffer *out, const char *str, size_t len)
+{
+    char buf[TEL_JSON_STRING_MAX(ADD_STRING_PIECE)];
+    const unsigned char *p = (const unsigned char *)str;
+    if (len <= ADD_STRING_PIECE) {
+        size_t n = tel_json_put_string(buf, str, len);
+        return evbuffer_add(out, buf, n) ? -ENOMEM : 0;
+    }
+    if (evbuffer_add(out, "\"", 1) != 0)
+        return -ENOMEM;
+    while (len > 0) {
+        size_t take = len;
+        if (take > ADD_STRING_PIECE) {
+            take = ADD_STRING_PIECE;
+            /* A lead byte needs at most 3 more: look back over 3 bytes. */
+            for (size_t k = 1; k <= 3; k++) {
+                if (p[take - k] >= 0xC0) {
+                    take -= k;
+                    break;
+                }
+                if (p[take - k] < 0x80)
+                    break;
+            }
+        }
+        /* put_string adds quotes: drop them. */
+        size_t n = tel_json_put_string(buf, (const char *)p, take);
+        if (evbuffer_add(out, buf + 1, n - 2) != 0)
+            return -ENOMEM;
+        p += take;
+        len -= take;
+    }
+    return evbuffer_add(out, "\"", 1) ? -ENOMEM : 0;
 }
 
 int tel_json_member(const char *text, size_t len, const char *key, const char **val, size_t *vlen)

@@ -26,6 +26,13 @@ int tel_json_compact(const char *text, size_t len, struct evbuffer *out);
  * Go does: invalid UTF-8 becomes \ufffd. Returns 0 or -ENOMEM. */
 int tel_json_add_string(struct evbuffer *out, const char *s, size_t len);
 
+/* What tel_json_put_string may write for len input bytes. */
+#define TEL_JSON_STRING_MAX(len) (6 * (size_t)(len) + 2)
+
+/* Write s[0..len) as tel_json_add_string does into dst (at least
+ * TEL_JSON_STRING_MAX(len) bytes); returns the bytes written. */
+size_t tel_json_put_string(char *dst, const char *s, size_t len);
+
 /* Find the value of the first member named key (as written, escapes not decoded) of the
  * top-level JSON object text[0..len), which must be valid JSON. On success
  * *val and *vlen span the value text. Returns 0, -ENOENT, -EINVAL (not an

@@ -351,3 +351,35 @@ Test(envelope, duplicate_metadata_keys_last_wins)
     free(s);
     evbuffer_free(b);
 }
+
+/* Strings longer than one output piece are escaped piecewise: pieces must
+ * never split a UTF-8 sequence, so the result equals the one-piece
+ * encoding, whatever byte sits at each piece border. */
+Test(json, long_strings_escape_as_one_piece)
+{
+    static const char *const units[] = {
+        "a", "\xc3\xa9", "\xe2\x80\xa8", "\xf0\x9f\x98\x80", "\xff", "\xe2\x80", "<", "\n"};
+    for (size_t shift = 0; shift < 8; shift++) {
+        char s[4096];
+        size_t len = 0;
+        for (size_t i = 0; i < shift; i++)
+            s[len++] = 'x';
+        for (size_t i = 0; len + 4 < sizeof s; i++) {
+            const char *u = units[(i * 7 + shift) % (sizeof units / sizeof units[0])];
+            memcpy(s + len, u, strlen(u));
+            len += strlen(u);
+        }
+        char *want = malloc(TEL_JSON_STRING_MAX(len));
+        cr_assert_not_null(want);
+        size_t wlen = tel_json_put_string(want, s, len);
+        struct evbuffer *b = evbuffer_new();
+        cr_assert_eq(tel_json_add_string(b, s, len), 0);
+        cr_assert_eq(evbuffer_get_length(b), wlen, "shift %zu", shift);
+        cr_assert(memcmp(evbuffer_pullup(b, -1), want, wlen) == 0, "shift %zu", shift);
+        /* Sanity: the escapes are there. */
+        cr_assert_not_null(memmem(want, wlen, "\\ufffd", 6));
+        cr_assert_not_null(memmem(want, wlen, "\\u2028", 6));
+        evbuffer_free(b);
+        free(want);
+    }
+}
