@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -243,6 +245,14 @@ int host_listen(struct host *h, const char *addr, int port, char *err, size_t er
         snprintf(err, errlen, "cannot listen on %s:%d: %s", addr, port, strerror(e));
         return -e;
     }
+    /* Replies go out in several writes (head, then body chunks); with Nagle
+     * on, a large body waits for the client's delayed ACK (~40 ms per
+     * response on a kept-alive connection). Accepted sockets inherit the
+     * option from the listener on Linux. */
+    int one = 1;
+    if (setsockopt(evhttp_bound_socket_get_fd(h->sock), IPPROTO_TCP, TCP_NODELAY, &one,
+                   sizeof one) != 0)
+        hlog(AGENT_LOG_WARN, "TCP_NODELAY on the listener: %s", strerror(errno));
     return 0;
 }
 
