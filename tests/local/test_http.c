@@ -17,63 +17,20 @@
 #include "s2/local.h"
 #include "s2/wire.h"
 #include "server.h"
+#include "lfx.h"
 #include "support.h"
 
 #define BASIN "test-basin-1"
 
-/* The server runs on its own loop thread; the test thread makes blocking
- * requests. */
-static struct {
-    struct event_base *base;
-    struct s2l_server *srv;
-    pthread_t thread;
-    bool running;
-    char url[64];
-} fx;
-
-static void *loop_main(void *arg)
-{
-    (void)arg;
-    event_base_loop(fx.base, EVLOOP_NO_EXIT_ON_EMPTY);
-    return NULL;
-}
-
-static void start_with(const struct s2l_opts *opts)
-{
-    cr_assert(eq(int, evthread_use_pthreads(), 0));
-    fx.base = event_base_new();
-    cr_assert_not_null(fx.base);
-    cr_assert(eq(int, s2l_server_new(fx.base, opts, NULL, NULL, &fx.srv), 0));
-    snprintf(fx.url, sizeof fx.url, "http://127.0.0.1:%u", s2l_server_port(fx.srv));
-    cr_assert(eq(int, pthread_create(&fx.thread, NULL, loop_main, NULL), 0));
-    fx.running = true;
-    /* Also initialises libcurl before any test thread uses it. */
-    char url[96];
-    snprintf(url, sizeof url, "%s/health", fx.url);
-    struct ts_resp r;
-    cr_assert(eq(int, ts_http("GET", url, NULL, 0, NULL, &r), 0));
-    cr_assert(eq(long, r.status, 200));
-    ts_resp_free(&r);
-}
-
 static void start_default(void)
 {
     struct s2l_opts o = {.listen_addr = "127.0.0.1", .port = 0, .max_long_polls = 4};
-    start_with(&o);
+    lfx_start(&o);
 }
 
 static void stop(void)
 {
-    if (fx.running) {
-        event_base_loopexit(fx.base, NULL);
-        pthread_join(fx.thread, NULL);
-        fx.running = false;
-    }
-    s2l_server_free(fx.srv);
-    fx.srv = NULL;
-    if (fx.base)
-        event_base_free(fx.base);
-    fx.base = NULL;
+    lfx_stop();
 }
 
 TestSuite(http, .init = start_default, .fini = stop, .timeout = 30);
@@ -846,7 +803,7 @@ Test(http, drain_answers_long_polls_503)
 Test(http_misc, configured_basin_only)
 {
     struct s2l_opts o = {.listen_addr = "127.0.0.1", .basin = "only-basin"};
-    start_with(&o);
+    lfx_start(&o);
     const char *other[] = {"!", "S2-Basin: other-basin", NULL};
     struct r r = call_h("GET", "/v1/streams/s/records/tail", NULL, other);
     expect_error(&r, 404, "basin_not_found");

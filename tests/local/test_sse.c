@@ -22,71 +22,28 @@
 #include "s2/wire.h"
 #include "server.h"
 #include "sse.h"
+#include "lfx.h"
 #include "support.h"
 
 #define BASIN "test-basin-1"
-
-/* The server runs on its own loop thread; the test thread is the client. */
-static struct {
-    struct event_base *base;
-    struct s2l_server *srv;
-    pthread_t thread;
-    bool running;
-    char url[64];
-    uint16_t port;
-} fx;
-
-static void *loop_main(void *arg)
-{
-    (void)arg;
-    event_base_loop(fx.base, EVLOOP_NO_EXIT_ON_EMPTY);
-    return NULL;
-}
-
-static void start_with(const struct s2l_opts *opts)
-{
-    cr_assert(eq(int, evthread_use_pthreads(), 0));
-    fx.base = event_base_new();
-    cr_assert_not_null(fx.base);
-    cr_assert(eq(int, s2l_server_new(fx.base, opts, NULL, NULL, &fx.srv), 0));
-    fx.port = s2l_server_port(fx.srv);
-    snprintf(fx.url, sizeof fx.url, "http://127.0.0.1:%u", fx.port);
-    cr_assert(eq(int, pthread_create(&fx.thread, NULL, loop_main, NULL), 0));
-    fx.running = true;
-    char url[96];
-    snprintf(url, sizeof url, "%s/health", fx.url);
-    struct ts_resp r;
-    cr_assert(eq(int, ts_http("GET", url, NULL, 0, NULL, &r), 0));
-    cr_assert(eq(long, r.status, 200));
-    ts_resp_free(&r);
-}
 
 /* Pings every 200 ms, at most 3 sessions. */
 static void start_default(void)
 {
     struct s2l_opts o = {.listen_addr = "127.0.0.1", .max_read_sessions = 3, .heartbeat_ms = 200};
-    start_with(&o);
+    lfx_start(&o);
 }
 
 /* Pings only after a minute: a session at the tail writes nothing. */
 static void start_quiet(void)
 {
     struct s2l_opts o = {.listen_addr = "127.0.0.1", .max_read_sessions = 2, .heartbeat_ms = 60000};
-    start_with(&o);
+    lfx_start(&o);
 }
 
 static void stop(void)
 {
-    if (fx.running) {
-        event_base_loopexit(fx.base, NULL);
-        pthread_join(fx.thread, NULL);
-        fx.running = false;
-    }
-    s2l_server_free(fx.srv);
-    fx.srv = NULL;
-    if (fx.base)
-        event_base_free(fx.base);
-    fx.base = NULL;
+    lfx_stop();
 }
 
 TestSuite(sse, .init = start_default, .fini = stop, .timeout = 30);
