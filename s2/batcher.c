@@ -1,5 +1,6 @@
 /* batcher.c - ordered, exactly-once appends of a record stream. */
 #include "s2/batcher.h"
+#include "s2/logf.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -78,17 +79,8 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void blog(const struct s2_batcher *b, int level, const char *fmt, ...)
-{
-    if (b->log == NULL)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    b->log(level, msg, b->log_arg);
-}
+/* One log line through the batcher's sink. */
+#define blog(b, level, ...) s2_logf((b)->log, (b)->log_arg, (level), __VA_ARGS__)
 
 static void timer_in(struct event *ev, uint64_t ms)
 {

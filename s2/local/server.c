@@ -1,5 +1,6 @@
 /* server.c - s2-local's HTTP API on evhttp: S2's REST data plane (JSON). */
 #include "server.h"
+#include "s2/logf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -65,17 +66,8 @@ struct poll {
     struct poll *prev, *next;
 };
 
-static void slog(struct s2l_server *srv, int level, const char *fmt, ...)
-{
-    if (srv->log == NULL)
-        return;
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    srv->log(level, buf, srv->log_arg);
-}
+/* One log line through the server's sink. */
+#define slog(srv, level, ...) s2_logf((srv)->log, (srv)->log_arg, (level), __VA_ARGS__)
 
 /* ---- JSON output ---- */
 

@@ -1,5 +1,6 @@
 /* sse.c - s2-local's read sessions as Server-Sent Events. */
 #include "sse.h"
+#include "s2/logf.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -47,17 +48,8 @@ struct s2l_sse_hub {
     struct sse *head;
 };
 
-static void hlog(struct s2l_sse_hub *hub, int level, const char *fmt, ...)
-{
-    if (hub->log == NULL)
-        return;
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    hub->log(level, buf, hub->log_arg);
-}
+/* One log line through the hub's sink. */
+#define hlog(hub, level, ...) s2_logf((hub)->log, (hub)->log_arg, (level), __VA_ARGS__)
 
 static uint64_t now_ms(void)
 {

@@ -1,5 +1,6 @@
 /* store.c - s2-local's storage: append-only logs, a dense index, recovery. */
 #include "store.h"
+#include "s2/logf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -152,17 +153,8 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void slog(struct s2l_store *store, int level, const char *fmt, ...)
-{
-    if (store->log == NULL)
-        return;
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    store->log(level, buf, store->log_arg);
-}
+/* One log line through the store's sink. */
+#define slog(store, level, ...) s2_logf((store)->log, (store)->log_arg, (level), __VA_ARGS__)
 
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
