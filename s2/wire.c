@@ -242,6 +242,10 @@ int s2_base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_le
         }
         uint32_t w =
             (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        /* Canonical only, as S2 (base64ct) decodes: the bits that padding
+         * leaves over must be zero, so each byte string has one encoding. */
+        if ((pad == 1 && (w & 0xff) != 0) || (pad == 2 && (w & 0xffff) != 0))
+            goto FAIL;
         buf[o++] = (uint8_t)(w >> 16);
         if (pad < 2)
             buf[o++] = (uint8_t)(w >> 8);

@@ -84,6 +84,9 @@ Test(s2_wire, base64_roundtrip_and_strict)
     cr_assert_eq(s2_base64_decode("aGVsbG8", 7, &dec, &dlen), -EINVAL);
     cr_assert_eq(s2_base64_decode("aGV sbG8=", 8, &dec, &dlen), -EINVAL);
     cr_assert_eq(s2_base64_decode("a=GV", 4, &dec, &dlen), -EINVAL);
+    /* Non-canonical: the bits left over by the padding are not zero. */
+    cr_assert_eq(s2_base64_decode("aGVsbG7=", 8, &dec, &dlen), -EINVAL);
+    cr_assert_eq(s2_base64_decode("QR==", 4, &dec, &dlen), -EINVAL);
     cr_assert_eq(s2_base64_decode("aGVsbG8=", 8, &dec, &dlen), 0);
     cr_assert_eq(dlen, 5);
     free(dec);
