@@ -674,6 +674,10 @@ static void on_transfer_done(CURL *easy, int result, void *arg)
                    r->attempts, c->max_attempts - 1, delay);
         struct timeval tv = {.tv_sec = (time_t)(delay / 1000),
                              .tv_usec = (suseconds_t)(delay % 1000) * 1000};
+        /* libevent measures timeouts from the time cached at the start of
+         * the loop iteration; refresh it so a server's Retry-After is not
+         * cut short by the time this iteration already took. */
+        event_base_update_cache_time(event_get_base(r->retry_timer));
         if (evtimer_add(r->retry_timer, &tv) == 0)
             return;
     }
