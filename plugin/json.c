@@ -265,9 +265,7 @@ int tel_json_compact(const char *text, size_t len, struct evbuffer *out)
     return rc;
 }
 
-/* Decode one UTF-8 sequence at p (n bytes left). Returns its length and the
- * code point, or 0 for an invalid sequence. */
-static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
+size_t tel_utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
 {
     unsigned char c = p[0];
     size_t len;
@@ -352,7 +350,7 @@ size_t tel_json_put_string(char *dst, const char *str, size_t len)
             continue;
         }
         uint32_t cp;
-        size_t n = utf8_decode(p, (size_t)(end - p), &cp);
+        size_t n = tel_utf8_decode(p, (size_t)(end - p), &cp);
         if (n == 0) {
             memcpy(d, "\\ufffd", 6);
             d += 6;

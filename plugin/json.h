@@ -63,4 +63,9 @@ int tel_json_iter_next(struct tel_json_iter *it, const char **key, size_t *klen,
 size_t tel_json_fmt_u64(char *buf, uint64_t v);
 size_t tel_json_fmt_i64(char *buf, int64_t v);
 
+/* Decode one well-formed UTF-8 sequence (RFC 3629: no overlongs, no
+ * surrogates, nothing past U+10FFFF) at p, n bytes left. Returns its length
+ * with the code point in *cp, or 0 for an invalid sequence. */
+size_t tel_utf8_decode(const unsigned char *p, size_t n, uint32_t *cp);
+
 #endif /* TEL_JSON_H */

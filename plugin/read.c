@@ -23,6 +23,7 @@
 
 #include "agent/plugin.h"
 #include "httputil.h"
+#include "json.h"
 #include "params.h"
 #include "s2/reader.h"
 
@@ -106,38 +107,6 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629), 0 if none. */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F; /* no UTF-16 surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F; /* nothing past U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++) {
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    }
-    return n;
-}
-
 /* A string; raw and rawlen span its text between the quotes, escaped tells
  * whether that text holds escapes. */
 static int jv_string(struct jv *j, const unsigned char **raw, size_t *rawlen, int *escaped)
@@ -187,7 +156,8 @@ static int jv_string(struct jv *j, const unsigned char **raw, size_t *rawlen, in
         } else if (c < 0x80) {
             j->p++;
         } else {
-            size_t n = utf8_len(j->p, (size_t)(j->end - j->p));
+            uint32_t cp;
+            size_t n = tel_utf8_decode(j->p, (size_t)(j->end - j->p), &cp);
             if (n == 0)
                 return -EINVAL;
             j->p += n;
