@@ -65,7 +65,11 @@ static int start_client(struct tel_archive *a, const struct s2_config *cfg, char
     else if ((rc = s2_loop_new(base, &a->loop)) == 0)
         rc = s2_client_new(a->loop, cfg, log_s2, a, &a->client);
     if (rc != 0 || (rc = s2_batcher_new(a->client, a->stream, &bo, log_s2, a, &a->batcher)) != 0) {
-        snprintf(err, errlen, "archive: cannot start the S2 client (%s)", strerror(-rc));
+        char why[256];
+        if (rc == -ELIBACC && s2_loop_libcurl_error(why, sizeof why) != NULL)
+            snprintf(err, errlen, "archive: cannot start the S2 client (%s)", why);
+        else
+            snprintf(err, errlen, "archive: cannot start the S2 client (%s)", strerror(-rc));
         return rc;
     }
     if ((rc = tel_bus_subscribe(a->bus, on_publish, a, &a->sub_id)) != 0) {

@@ -16,6 +16,8 @@
 #include "s2/loop.h"
 #include "s2/wire.h"
 
+#include "curlso.h"
+
 #define BATCH_MAX_RECORDS 1000
 #define BATCH_MAX_METERED (1024u * 1024u)
 /* Response bounds: a unary read is <= 1 MiB metered, ~1.4 MiB as base64. */
@@ -74,6 +76,7 @@ struct s2_request {
 
 struct s2_client {
     struct s2_loop *loop;            /* NULL when in-process */
+    const struct s2_curl *cu;        /* libcurl; NULL when in-process */
     const struct s2_inproc_ops *ops; /* in-process transport, or NULL */
     void *ops_ctx;
     struct event_base *base;
@@ -241,32 +244,32 @@ static void on_transfer_done(CURL *easy, int result, void *arg);
 static int start_attempt(struct s2_request *r)
 {
     struct s2_client *c = r->client;
-    CURL *e = curl_easy_init();
+    CURL *e = c->cu->easy_init();
     if (e == NULL)
         return -ENOMEM;
     r->resp_len = 0;
     r->resp_overflow = 0;
     r->errbuf[0] = '\0';
-    curl_easy_setopt(e, CURLOPT_URL, r->url);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->resp_max);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->attempt_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    c->cu->easy_setopt(e, CURLOPT_URL, r->url);
+    c->cu->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    c->cu->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    c->cu->easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    c->cu->easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    c->cu->easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    c->cu->easy_setopt(e, CURLOPT_WRITEDATA, r);
+    c->cu->easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->resp_max);
+    c->cu->easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->attempt_timeout_ms);
+    c->cu->easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+    c->cu->easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     if (r->body != NULL) {
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdr_body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+        c->cu->easy_setopt(e, CURLOPT_HTTPHEADER, c->hdr_body);
+        c->cu->easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        c->cu->easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
         if (r->kind == REQ_ENSURE)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+            c->cu->easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
     } else {
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdr_get);
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        c->cu->easy_setopt(e, CURLOPT_HTTPHEADER, c->hdr_get);
+        c->cu->easy_setopt(e, CURLOPT_HTTPGET, 1L);
     }
     r->attempts++;
     r->easy = e;
@@ -445,7 +448,8 @@ static void classify_status(int status, const char *code, int *retryable, int *s
     }
 }
 
-static void classify_curl(CURL *easy, CURLcode rc, int *retryable, int *safe)
+static void classify_curl(const struct s2_curl *cu, CURL *easy, CURLcode rc, int *retryable,
+                          int *safe)
 {
     *retryable = 0;
     *safe = 0;
@@ -468,7 +472,7 @@ static void classify_curl(CURL *easy, CURLcode rc, int *retryable, int *safe)
         *retryable = 1;
         /* Safe only if the request cannot have reached the server. */
         long sent = 0;
-        curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent);
+        cu->easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent);
         *safe = sent == 0;
         break;
     }
@@ -478,10 +482,10 @@ static void classify_curl(CURL *easy, CURLcode rc, int *retryable, int *safe)
 }
 
 /* Retry-After wish of the response in ms (0 = none). */
-static uint64_t retry_after_ms(CURL *easy)
+static uint64_t retry_after_ms(const struct s2_curl *cu, CURL *easy)
 {
     struct curl_header *h = NULL;
-    if (curl_easy_header(easy, "retry-after-ms", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+    if (cu->easy_header(easy, "retry-after-ms", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
         h != NULL && h->value != NULL) {
         char *end = NULL;
         unsigned long long v = strtoull(h->value, &end, 10);
@@ -489,7 +493,7 @@ static uint64_t retry_after_ms(CURL *easy)
             return v;
     }
     curl_off_t secs = 0;
-    if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &secs) == CURLE_OK && secs > 0)
+    if (cu->easy_getinfo(easy, CURLINFO_RETRY_AFTER, &secs) == CURLE_OK && secs > 0)
         return (uint64_t)secs * 1000;
     return 0;
 }
@@ -645,20 +649,20 @@ static void on_transfer_done(CURL *easy, int result, void *arg)
             err.kind = S2_ERR_PROTOCOL;
             set_message(c, &err, "%s: response larger than %zu bytes", r->what, r->resp_max);
         } else {
-            classify_curl(easy, (CURLcode)result, &err.retryable, &safe);
+            classify_curl(c->cu, easy, (CURLcode)result, &err.retryable, &safe);
             err.kind = result == CURLE_OPERATION_TIMEDOUT ? S2_ERR_TIMEOUT : S2_ERR_TRANSPORT;
             set_message(c, &err, "%s: %s", r->what,
-                        r->errbuf[0] ? r->errbuf : curl_easy_strerror((CURLcode)result));
+                        r->errbuf[0] ? r->errbuf : c->cu->easy_strerror((CURLcode)result));
         }
     } else {
-        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        c->cu->easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
         if (status >= 200 && status < 300) {
             err.http_status = (int)status;
             complete_success(r, &err);
             return;
         }
         safe = fill_http_error(r, status, &err);
-        err.retry_after_ms = retry_after_ms(easy);
+        err.retry_after_ms = retry_after_ms(c->cu, easy);
     }
     if (err.retryable && r->attempts < c->max_attempts &&
         (r->idempotent || safe || r->retry_unsafe) && err.retry_after_ms <= RETRY_AFTER_CAP_MS) {
@@ -698,11 +702,11 @@ static int build_headers(struct s2_client *c)
     for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) {
         if (common[i] == NULL)
             continue;
-        struct curl_slist *g = curl_slist_append(c->hdr_get, common[i]);
+        struct curl_slist *g = c->cu->slist_append(c->hdr_get, common[i]);
         if (g == NULL)
             goto DONE;
         c->hdr_get = g;
-        struct curl_slist *b = curl_slist_append(c->hdr_body, common[i]);
+        struct curl_slist *b = c->cu->slist_append(c->hdr_body, common[i]);
         if (b == NULL)
             goto DONE;
         c->hdr_body = b;
@@ -710,7 +714,7 @@ static int build_headers(struct s2_client *c)
     /* No "Expect: 100-continue" round trip for large appends. */
     const char *body_only[] = {"Content-Type: application/json", "Expect:"};
     for (size_t i = 0; i < 2; i++) {
-        struct curl_slist *b = curl_slist_append(c->hdr_body, body_only[i]);
+        struct curl_slist *b = c->cu->slist_append(c->hdr_body, body_only[i]);
         if (b == NULL)
             goto DONE;
         c->hdr_body = b;
@@ -734,7 +738,11 @@ int s2_client_new(struct s2_loop *loop, const struct s2_config *cfg, s2_log_fn l
     struct s2_client *c = calloc(1, sizeof *c);
     if (c == NULL)
         return -ENOMEM;
-    int rc = -ENOMEM;
+    char why[256];
+    int rc = s2_curl_load(&c->cu, why, sizeof why);
+    if (rc != 0)
+        goto FAIL;
+    rc = -ENOMEM;
     c->loop = loop;
     c->base = s2_loop_base(loop);
     c->log = log;
@@ -760,7 +768,7 @@ int s2_client_new(struct s2_loop *loop, const struct s2_config *cfg, s2_log_fn l
         goto FAIL;
     if ((rc = build_headers(c)) < 0)
         goto FAIL;
-    const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+    const curl_version_info_data *vi = c->cu->version_info(CURLVERSION_NOW);
     if (vi == NULL || !(vi->features & CURL_VERSION_ASYNCHDNS))
         client_log(c, 2, "libcurl has no asynchronous resolver: name lookups may block the loop");
     *out = c;
@@ -778,8 +786,10 @@ void s2_client_free(struct s2_client *c)
         s2_request_cancel(c->reqs);
     if (c->ops != NULL && c->ops->release != NULL)
         c->ops->release(c->ops_ctx);
-    curl_slist_free_all(c->hdr_get);
-    curl_slist_free_all(c->hdr_body);
+    if (c->cu != NULL) {
+        c->cu->slist_free_all(c->hdr_get);
+        c->cu->slist_free_all(c->hdr_body);
+    }
     if (c->token != NULL) {
         explicit_bzero(c->token, strlen(c->token));
         free(c->token);
@@ -804,12 +814,12 @@ void s2_request_cancel(struct s2_request *r)
 static char *stream_url(struct s2_client *c, const char *stream, const char *suffix,
                         const char *query)
 {
-    char *esc = curl_easy_escape(NULL, stream, (int)strlen(stream));
+    char *esc = c->cu->easy_escape(NULL, stream, (int)strlen(stream));
     if (esc == NULL)
         return NULL;
     char *url = str_printf("%s/streams/%s%s%s%s", c->basin_base, esc, suffix, query ? "?" : "",
                            query ? query : "");
-    curl_free(esc);
+    c->cu->free(esc);
     return url;
 }
 
@@ -1188,10 +1198,10 @@ int s2_client_ensure_stream(struct s2_client *c, const char *stream, s2_done_cb 
         req_free(r);
         return -ENOMEM;
     }
-    char *esc = curl_easy_escape(NULL, stream, (int)strlen(stream));
+    char *esc = c->cu->easy_escape(NULL, stream, (int)strlen(stream));
     if (esc != NULL)
         r->url = str_printf("%s/streams/%s", c->basin_base, esc);
-    curl_free(esc);
+    c->cu->free(esc);
     return req_submit(r, req_out);
 }
 

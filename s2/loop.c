@@ -7,6 +7,8 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "curlso.h"
+
 /* One transfer: its easy handle and who to tell when it ends. */
 struct xfer {
     CURL *easy;
@@ -23,6 +25,7 @@ struct sock_ctx {
 };
 
 struct s2_loop {
+    const struct s2_curl *cu; /* libcurl */
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
@@ -43,7 +46,7 @@ static void on_socket_event(evutil_socket_t fd, short what, void *arg)
     if (what & EV_WRITE)
         flags |= CURL_CSELECT_OUT;
     int running = 0;
-    curl_multi_socket_action(loop->multi, fd, flags, &running);
+    loop->cu->multi_socket_action(loop->multi, fd, flags, &running);
     drain_completions(loop);
 }
 
@@ -53,7 +56,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct s2_loop *loop = arg;
     int running = 0;
-    curl_multi_socket_action(loop->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    loop->cu->multi_socket_action(loop->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     drain_completions(loop);
 }
 
@@ -66,7 +69,7 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *clientp, void *s
         if (ctx != NULL) {
             event_free(ctx->ev);
             free(ctx);
-            curl_multi_assign(loop->multi, s, NULL);
+            loop->cu->multi_assign(loop->multi, s, NULL);
         }
         return 0;
     }
@@ -76,7 +79,7 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *clientp, void *s
             return -1;
         ctx->loop = loop;
         ctx->fd = s;
-        curl_multi_assign(loop->multi, s, ctx);
+        loop->cu->multi_assign(loop->multi, s, ctx);
     } else {
         event_free(ctx->ev);
         ctx->ev = NULL;
@@ -88,7 +91,7 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *clientp, void *s
         kind |= EV_WRITE;
     ctx->ev = event_new(loop->base, s, kind, on_socket_event, loop);
     if (ctx->ev == NULL || event_add(ctx->ev, NULL) < 0) {
-        curl_multi_assign(loop->multi, s, NULL);
+        loop->cu->multi_assign(loop->multi, s, NULL);
         if (ctx->ev != NULL)
             event_free(ctx->ev);
         free(ctx);
@@ -127,17 +130,18 @@ static void loop_destroy(struct s2_loop *loop)
     while (loop->xfers != NULL) {
         struct xfer *x = loop->xfers;
         unlink_xfer(loop, x);
-        curl_multi_remove_handle(loop->multi, x->easy);
-        curl_easy_cleanup(x->easy);
+        loop->cu->multi_remove_handle(loop->multi, x->easy);
+        loop->cu->easy_cleanup(x->easy);
         free(x);
     }
     /* Closing pooled connections calls sock_cb: the base must still live. */
     if (loop->multi != NULL)
-        curl_multi_cleanup(loop->multi);
+        loop->cu->multi_cleanup(loop->multi);
     if (loop->timer != NULL)
         event_free(loop->timer);
+    const struct s2_curl *cu = loop->cu;
     free(loop);
-    curl_global_cleanup();
+    cu->global_cleanup();
 }
 
 static void drain_completions(struct s2_loop *loop)
@@ -145,22 +149,22 @@ static void drain_completions(struct s2_loop *loop)
     loop->dispatching++;
     CURLMsg *msg;
     int left = 0;
-    while (!loop->free_pending && (msg = curl_multi_info_read(loop->multi, &left)) != NULL) {
+    while (!loop->free_pending && (msg = loop->cu->multi_info_read(loop->multi, &left)) != NULL) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         /* msg is invalid once the handle is removed: copy first. */
         CURL *easy = msg->easy_handle;
         CURLcode result = msg->data.result;
         struct xfer *x = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
-        curl_multi_remove_handle(loop->multi, easy);
+        loop->cu->easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+        loop->cu->multi_remove_handle(loop->multi, easy);
         if (x == NULL) {
-            curl_easy_cleanup(easy);
+            loop->cu->easy_cleanup(easy);
             continue;
         }
         unlink_xfer(loop, x);
         x->done(easy, (int)result, x->arg);
-        curl_easy_cleanup(easy);
+        loop->cu->easy_cleanup(easy);
         free(x);
     }
     loop->dispatching--;
@@ -170,32 +174,44 @@ static void drain_completions(struct s2_loop *loop)
 
 int s2_loop_new(struct event_base *base, struct s2_loop **out)
 {
+    const struct s2_curl *cu;
+    char why[256];
     *out = NULL;
+    int rc = s2_curl_load(&cu, why, sizeof why);
+    if (rc != 0)
+        return rc;
     /* Reference-counted and thread-safe since libcurl 7.84: a process that
      * never makes a loop never initialises libcurl (nor its TLS library). */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    if (cu->global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return -EIO;
     struct s2_loop *loop = calloc(1, sizeof *loop);
     if (loop == NULL) {
-        curl_global_cleanup();
+        cu->global_cleanup();
         return -ENOMEM;
     }
+    loop->cu = cu;
     loop->base = base;
-    loop->multi = curl_multi_init();
+    loop->multi = cu->multi_init();
     loop->timer = evtimer_new(base, on_timer, loop);
     if (loop->multi == NULL || loop->timer == NULL) {
         loop_destroy(loop);
         return -ENOMEM;
     }
-    curl_multi_setopt(loop->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-    curl_multi_setopt(loop->multi, CURLMOPT_SOCKETDATA, loop);
-    curl_multi_setopt(loop->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop);
+    cu->multi_setopt(loop->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    cu->multi_setopt(loop->multi, CURLMOPT_SOCKETDATA, loop);
+    cu->multi_setopt(loop->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    cu->multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop);
     /* Bounded pool and fan-out: excess transfers queue inside curl. */
-    curl_multi_setopt(loop->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
-    curl_multi_setopt(loop->multi, CURLMOPT_MAXCONNECTS, 8L);
+    cu->multi_setopt(loop->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+    cu->multi_setopt(loop->multi, CURLMOPT_MAXCONNECTS, 8L);
     *out = loop;
     return 0;
+}
+
+const char *s2_loop_libcurl_error(char *buf, size_t len)
+{
+    const struct s2_curl *cu;
+    return s2_curl_load(&cu, buf, len) != 0 ? buf : NULL;
 }
 
 struct event_base *s2_loop_base(const struct s2_loop *loop)
@@ -206,20 +222,20 @@ struct event_base *s2_loop_base(const struct s2_loop *loop)
 int s2_loop_add(struct s2_loop *loop, CURL *easy, s2_loop_done_fn done, void *arg)
 {
     if (loop->free_pending) {
-        curl_easy_cleanup(easy);
+        loop->cu->easy_cleanup(easy);
         return -ECANCELED;
     }
     struct xfer *x = calloc(1, sizeof *x);
     if (x == NULL) {
-        curl_easy_cleanup(easy);
+        loop->cu->easy_cleanup(easy);
         return -ENOMEM;
     }
     x->easy = easy;
     x->done = done;
     x->arg = arg;
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
-    if (curl_multi_add_handle(loop->multi, easy) != CURLM_OK) {
-        curl_easy_cleanup(easy);
+    loop->cu->easy_setopt(easy, CURLOPT_PRIVATE, x);
+    if (loop->cu->multi_add_handle(loop->multi, easy) != CURLM_OK) {
+        loop->cu->easy_cleanup(easy);
         free(x);
         return -EIO;
     }
@@ -234,12 +250,12 @@ int s2_loop_add(struct s2_loop *loop, CURL *easy, s2_loop_done_fn done, void *ar
 void s2_loop_cancel(struct s2_loop *loop, CURL *easy)
 {
     struct xfer *x = NULL;
-    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+    loop->cu->easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
     /* Removing also drops a pending CURLMSG_DONE of this handle. */
-    curl_multi_remove_handle(loop->multi, easy);
+    loop->cu->multi_remove_handle(loop->multi, easy);
     if (x != NULL)
         unlink_xfer(loop, x);
-    curl_easy_cleanup(easy);
+    loop->cu->easy_cleanup(easy);
     free(x);
 }
 

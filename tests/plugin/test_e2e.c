@@ -93,6 +93,21 @@ static uint64_t sse_next_id(struct ts_sse *s)
     return id;
 }
 
+/* Whether the process has libcurl mapped: it is loaded only for an S2
+ * reached over HTTP, never for the embedded archive. */
+static int maps_libcurl(const struct ts_proc *p)
+{
+    char path[64], line[512];
+    int found = 0;
+    snprintf(path, sizeof path, "/proc/%d/maps", ts_proc_pid(p));
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strstr(line, "/libcurl") != NULL;
+    fclose(f);
+    return found;
+}
+
 static void publish(const char *body, long want)
 {
     struct ts_resp r;
@@ -281,6 +296,8 @@ Test(e2e, publish_stream_and_archive)
     for (uint64_t i = 0; i < last; i++)
         free(frames[i]);
     free(frames);
+    /* archived in process: libcurl was never loaded */
+    cr_assert_not(maps_libcurl(agent.proc));
     tp_agent_stop(&agent);
 }
 
@@ -703,8 +720,59 @@ Test(e2e, archive_to_configured_s2)
     cr_assert_null(strstr(ts_proc_log(agent.proc), "secret-token-xyz"), "%s",
                    ts_proc_log(agent.proc));
     cr_assert_not_null(strstr(ts_proc_log(agent.proc), "archive: S2 basin e2e-basin-one"));
+    /* an S2 over HTTP is reached with libcurl, loaded for it */
+    cr_assert(maps_libcurl(agent.proc));
     tp_agent_stop(&agent);
     ts_proc_free(srv);
+}
+
+/* libcurl is loaded only for an S2 reached over HTTP: without it (here
+ * S2_LIBCURL names a file that does not exist) the embedded archive still
+ * works, and a configured S2 is refused at start, saying why. */
+Test(e2e, libcurl_only_for_a_remote_s2)
+{
+    struct ts_resp r;
+    const char *env[] = {"S2_LIBCURL=/nonexistent/libcurl.so.4", "S2_BATCHER_LINGER=10ms",
+                         "TELEMETRY_CATEGORIES=system", NULL};
+    tp_agent_start(&agent, env, 0, 1);
+    tp_req(&agent, "POST", "/telemetry/events", "{\"type\":\"service_crashed\"}", &r);
+    cr_assert_eq(r.status, 200);
+    ts_resp_free(&r);
+    char **bodies = NULL;
+    size_t n = 0;
+    long long deadline = ts_now_ms() + 10000;
+    for (;;) {
+        tp_archive_records(&agent, &bodies, &n);
+        if (n >= 1 || ts_now_ms() > deadline)
+            break;
+        tp_bodies_free(bodies, n);
+        ts_sleep_ms(50);
+    }
+    cr_assert_eq(n, 1);
+    tp_bodies_free(bodies, n);
+    cr_assert_not(maps_libcurl(agent.proc));
+    tp_agent_stop(&agent);
+
+    char kv[2048];
+    snprintf(kv, sizeof kv, "AGENT_PLUGINS=telemetry:%s", ts_env("TELEMETRY_PLUGIN"));
+    const char *remote[] = {kv,
+                            "S2_LIBCURL=/nonexistent/libcurl.so.4",
+                            "S2_BASIN=e2e-basin-two",
+                            "S2_ACCESS_TOKEN=t",
+                            "S2_STREAM=s",
+                            "S2_ACCOUNT_ENDPOINT=http://127.0.0.1:9",
+                            "S2_BASIN_ENDPOINT=http://127.0.0.1:9",
+                            NULL};
+    const char *argv[] = {ts_env("AGENT_BIN"), NULL};
+    struct ts_proc *p;
+    int st = -1;
+    cr_assert_eq(ts_proc_start(argv, remote, &p), 0);
+    cr_assert_eq(ts_proc_wait(p, 10000, &st), 0);
+    cr_assert_eq(st, 1, "%s", ts_proc_log(p));
+    cr_assert_not_null(strstr(ts_proc_log(p), "cannot start the S2 client (cannot load libcurl: "
+                                              "/nonexistent/libcurl.so.4"),
+                       "%s", ts_proc_log(p));
+    ts_proc_free(p);
 }
 
 /* An envelope over 1,000,000 bytes travels with data null and truncated. */

@@ -7,10 +7,12 @@
  * s2_loop_new calls curl_global_init(CURL_GLOBAL_DEFAULT) and s2_loop_free
  * curl_global_cleanup (reference-counted and thread-safe since libcurl
  * 7.84), so a process that never creates a loop never initialises libcurl
- * or its TLS library. Requires libcurl >= 7.84.
+ * or its TLS library. libcurl (>= 7.84) is not linked but loaded by the
+ * first loop, so a process that never creates one never maps it either.
  */
 #ifndef S2_LOOP_H
 #define S2_LOOP_H
+#include <stddef.h>
 
 struct event_base;
 struct s2_loop;
@@ -21,8 +23,14 @@ typedef void CURL;
  * callback returns. */
 typedef void (*s2_loop_done_fn)(CURL *easy, int result, void *arg);
 
-/* Create a loop on base (borrowed; must outlive the loop). */
+/* Create a loop on base (borrowed; must outlive the loop). The first loop
+ * of the process loads libcurl (dlopen of libcurl.so.4, or the file named
+ * by S2_LIBCURL): -ELIBACC when it cannot, and s2_loop_libcurl_error says
+ * why. */
 int s2_loop_new(struct event_base *base, struct s2_loop **out);
+/* Why libcurl cannot be loaded, written to buf (len > 0), which is
+ * returned; NULL when it can be (it is then loaded). */
+const char *s2_loop_libcurl_error(char *buf, size_t len);
 
 /* The event_base the loop runs on (borrowed). */
 struct event_base *s2_loop_base(const struct s2_loop *loop);
