@@ -158,7 +158,8 @@ if sse:
         f"(+{meta.get('sse_idle')} that never read), {meta.get('sse_rate'):,} events/s "
         f"for {meta.get('sse_seconds')} s via the publish service",
         f"{n(sse['delivered_rate'])} events/s delivered ({n(sse['publish_rate'])} published/s); "
-        f"{sse['lost']} lost by live clients ({sse['clients_lost']} clients), "
+        f"{sse['lost']} lost by live clients ({sse['clients_lost']} of "
+        f"{meta.get('sse_clients')} clients missed any; {sse['clients_complete']} reached the last event), "
         f"{sse['disorder']} out of order; agent CPU {sse['cpu_cores']:.2f} cores",
         "", "", "no loss, < 1 core", ok)
 if idle:
@@ -189,7 +190,7 @@ for prefix, label, note in (
 print(f"# Benchmark {meta.get('mode', '')} run, {meta.get('date', '')}")
 print()
 print(f"- CPU: {meta.get('cpu')} ({meta.get('cores')} cores); kernel {meta.get('kernel')}")
-print(f"- Build: release (`{meta.get('build')}`), commit {meta.get('commit')}")
+print(f"- Build: {meta.get('buildtype', 'release')} (`{meta.get('build')}`), commit {meta.get('commit')}")
 print("- Everything on 127.0.0.1, each figure side by side with its peer in the same run; "
       "MB = 10^6 bytes. The machine may be shared: compare ratios, not absolute figures.")
 print()
