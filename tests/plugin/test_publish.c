@@ -236,12 +236,13 @@ static int parse_encode(const char *body, char *err, size_t errlen, struct evbuf
 Test(publish, plain_and_escaped_bodies_agree)
 {
     static const char *const extra[] = {
-        "{\"type\":\"console_log\",\"source\":{\"kind\":\"cdp\",\"event\":\"E\","
-        "\"metadata\":{\"b\":\"2\",\"a\":\"1\",\"b\":\"3\",\"telemetry_session_id\":\"x\"}},"
-        "\"data\":{\"level\":\"log\",\"text\":\"a<b & c\"}}",
+        /* parenthesised: one element split over lines, not a missing comma */
+        ("{\"type\":\"console_log\",\"source\":{\"kind\":\"cdp\",\"event\":\"E\","
+         "\"metadata\":{\"b\":\"2\",\"a\":\"1\",\"b\":\"3\",\"telemetry_session_id\":\"x\"}},"
+         "\"data\":{\"level\":\"log\",\"text\":\"a<b & c\"}}"),
         "{\"type\":\"t\",\"type\":\"u\",\"category\":\"page\",\"category\":7,\"data\":[1 , 2]}",
-        "{\"type\":\"t\",\"category\":\"page\",\"source\":{\"kind\":null,\"event\":null,"
-        "\"metadata\":null},\"data\":null}",
+        ("{\"type\":\"t\",\"category\":\"page\",\"source\":{\"kind\":null,\"event\":null,"
+         "\"metadata\":null},\"data\":null}"),
         "{\"type\":\"t\",\"category\":\"page\",\"source\":{\"metadata\":{}}}",
         "{\"type\":\"t\",\"category\":\"page\",\"source\":{\"metadata\":{\"k\":1}}}",
         "{\"type\":\"t\",\"category\":\"page\",\"source\":{\"kind\":\"kernel_api\"}}",
