@@ -76,6 +76,9 @@ struct router {
     /* Ended requests' records, reused: a request costs no allocation. */
     struct inflight *spare[INFLIGHT_SPARE_MAX];
     size_t n_spare;
+    /* The Date header of this second (see set_date). */
+    time_t date_sec;
+    char date[32];
 };
 
 static const char *method_name(enum evhttp_cmd_type cmd)
@@ -174,6 +177,28 @@ static void next_request_id(struct router *r, char *out)
     while (nd > 0)
         *p++ = digits[--nd];
     *p = '\0';
+}
+
+/* The Date header, formatted once a second: libevent would otherwise
+ * format it with gmtime and printf for every reply; it keeps a Date that
+ * is already set. Same form as libevent's (RFC 7231 IMF-fixdate). */
+static void set_date(struct router *r, struct evkeyvalq *out)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now != r->date_sec || r->date[0] == '\0') {
+        if (gmtime_r(&now, &tm) == NULL)
+            return; /* libevent adds its own */
+        snprintf(r->date, sizeof(r->date), "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+        r->date_sec = now;
+    }
+    evhttp_add_header(out, "Date", r->date);
 }
 
 static struct inflight *inflight_get(struct router *r)
@@ -353,6 +378,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
         rid = idbuf;
     }
     evhttp_add_header(out, "X-Request-Id", rid);
+    set_date(r, out);
     if (r->closing) {
         evhttp_add_header(out, "Connection", "close");
         router_reply_message(req, 503, "the agent is shutting down");

@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ROUTE_SIDE_EFFECT_FREE 1
@@ -289,6 +291,82 @@ Test(agent, not_found_and_method_not_allowed, .timeout = 60)
     cJSON *all = observed(port, NULL);
     cr_expect(eq(int, cJSON_GetArraySize(all), 0));
     cJSON_Delete(all);
+    stop(p);
+    ts_proc_free(p);
+}
+
+/* Date headers of r: how many, and the last one's value. */
+static int date_headers(const struct ts_resp *r, const char **last)
+{
+    int n = 0;
+    *last = NULL;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        if (strncasecmp(r->headers[i], "Date:", 5) == 0) {
+            n++;
+            *last = r->headers[i] + 5 + strspn(r->headers[i] + 5, " ");
+        }
+    }
+    return n;
+}
+
+/* One Date per reply, IMF-fixdate (RFC 7231: "Sun, 06 Nov 1994 08:49:37
+ * GMT"), the time of the request: routes, 404s, HEAD and HTTP/1.0 alike
+ * (the router sets it, formatted once a second). */
+Test(agent, date_header_on_every_reply, .timeout = 60)
+{
+    const char *env[] = {fixture_plugins(), NULL};
+    int port;
+    struct ts_proc *p = start(NULL, env, &port);
+    static const struct {
+        const char *method, *path, *body;
+    } reqs[] = {
+        {"GET", "/health", NULL},       {"POST", "/fixture/echo", "{\"a\":1}"},
+        {"GET", "/no/such/path", NULL}, {"DELETE", "/fixture/echo", NULL},
+        {"HEAD", "/health", NULL},      {"GET", "/fixture/hello", NULL},
+    };
+    regex_t re;
+    cr_assert(eq(int,
+                 regcomp(&re,
+                         "^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
+                         "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+                         "[0-9]{2}:[0-9]{2}:[0-9]{2} GMT$",
+                         REG_EXTENDED),
+                 0));
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        struct ts_resp r;
+        const char *date;
+        time_t before = time(NULL);
+        request(reqs[i].method, port, reqs[i].path, reqs[i].body, NULL, &r);
+        time_t after = time(NULL);
+        cr_expect(eq(int, date_headers(&r, &date), 1), "%s %s: Date headers", reqs[i].method,
+                  reqs[i].path);
+        cr_assert(ne(ptr, (void *)date, NULL));
+        cr_expect(eq(int, regexec(&re, date, 0, NULL, 0), 0), "Date: %s", date);
+        struct tm tm = {0};
+        const char *end = strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cr_assert(ne(ptr, (void *)end, NULL), "Date: %s", date);
+        time_t t = timegm(&tm);
+        cr_expect(ge(i64, (int64_t)t, (int64_t)before), "Date %s before the request", date);
+        cr_expect(le(i64, (int64_t)t, (int64_t)after), "Date %s after the reply", date);
+        ts_resp_free(&r);
+    }
+    regfree(&re);
+
+    /* HTTP/1.0 gets one too (libevent alone adds it only for 1.1). */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert(eq(int, connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0));
+    const char *req10 = "GET /health HTTP/1.0\r\n\r\n";
+    cr_assert(eq(long, (long)write(fd, req10, strlen(req10)), (long)strlen(req10)));
+    char head[4096];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof(head) - 1 && (n = read(fd, head + got, sizeof(head) - 1 - got)) > 0)
+        got += (size_t)n;
+    head[got] = '\0';
+    close(fd);
+    cr_expect(ne(ptr, strstr(head, "\r\nDate: "), NULL), "HTTP/1.0 reply:\n%s", head);
     stop(p);
     ts_proc_free(p);
 }
