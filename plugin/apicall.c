@@ -18,17 +18,18 @@
 struct tel_apicall {
     const struct agent_host_api *api;
     struct tel_publish *pub;
-    struct evbuffer *data;
     int stopped;
 };
 
 /* duration_ms as Go prints a float: shortest form, no exponent in range,
  * here at microsecond resolution ("0.412", "12", "1500.5"): "%.3f" with the
  * trailing zeros cut. Integer formatting when the rounding is certain;
- * printf where the value is a near tie, so both give the same bytes. */
-static int add_duration(struct evbuffer *out, double ms)
+ * printf where the value is a near tie, so both give the same bytes.
+ * Writes at most DURATION_MAX bytes to buf; returns the length, 0 for a
+ * value too long to format. */
+#define DURATION_MAX 64
+static size_t put_duration(char *buf, double ms)
 {
-    char buf[64];
     int n;
     if (!isfinite(ms) || ms <= 0)
         ms = 0; /* also -0: "0", not "-0" */
@@ -46,11 +47,9 @@ static int add_duration(struct evbuffer *out, double ms)
             buf[n++] = (char)('0' + frac % 10);
         }
     } else {
-        n = snprintf(buf, sizeof buf, "%.3f", ms);
-        if (n < 0 || (size_t)n >= sizeof buf)
-            return -ENOMEM;
-        if (memchr(buf, '.', (size_t)n) == NULL)
-            return evbuffer_add(out, buf, (size_t)n) ? -ENOMEM : 0;
+        n = snprintf(buf, DURATION_MAX, "%.3f", ms);
+        if (n < 0 || n >= DURATION_MAX)
+            return 0; /* absurdly long: not formatted */
     }
     if (memchr(buf, '.', (size_t)n) != NULL) {
         while (n > 0 && buf[n - 1] == '0')
@@ -58,29 +57,58 @@ static int add_duration(struct evbuffer *out, double ms)
         if (n > 0 && buf[n - 1] == '.')
             n--;
     }
-    return evbuffer_add(out, buf, (size_t)n) ? -ENOMEM : 0;
+    return (size_t)n;
+}
+
+/* What put_data may write for these strings. */
+static size_t data_max(size_t rid_len, size_t op_len)
+{
+    return 64 + TEL_JSON_STRING_MAX(rid_len) + TEL_JSON_STRING_MAX(op_len) + TEL_JSON_INT_MAX +
+           DURATION_MAX;
+}
+
+/* The data object into dst (data_max bytes); returns the length, 0 when
+ * the duration cannot be formatted. */
+static size_t put_data(const struct agent_request_info *info, const char *rid, size_t rid_len,
+                       const char *op, size_t op_len, char *dst)
+{
+    char *d = dst;
+    memcpy(d, "{\"request_id\":", 14);
+    d += 14;
+    d += tel_json_put_string(d, rid, rid_len);
+    memcpy(d, ",\"operation_id\":", 16);
+    d += 16;
+    d += tel_json_put_string(d, op, op_len);
+    memcpy(d, ",\"status\":", 10);
+    d += 10;
+    d += tel_json_fmt_i64(d, info->status);
+    memcpy(d, ",\"duration_ms\":", 15);
+    d += 15;
+    size_t dn = put_duration(d, info->duration_ms);
+    if (dn == 0)
+        return 0;
+    d += dn;
+    *d++ = '}';
+    return (size_t)(d - dst);
 }
 
 int tel_apicall_data(const struct agent_request_info *info, struct evbuffer *out)
 {
     const char *rid = info->request_id != NULL ? info->request_id : "";
     const char *op = info->operation_id != NULL ? info->operation_id : "";
-    char num[TEL_JSON_INT_MAX + 32];
+    size_t rl = strlen(rid), ol = strlen(op);
+    char *buf = malloc(data_max(rl, ol));
     size_t n;
-    int rc = 0;
-    rc |= evbuffer_add(out, "{\"request_id\":", 14);
-    rc |= tel_json_add_string(out, rid, strlen(rid));
-    rc |= evbuffer_add(out, ",\"operation_id\":", 16);
-    rc |= tel_json_add_string(out, op, strlen(op));
-    memcpy(num, ",\"status\":", 10);
-    n = 10 + tel_json_fmt_i64(num + 10, info->status);
-    memcpy(num + n, ",\"duration_ms\":", 15);
-    n += 15;
-    rc |= evbuffer_add(out, num, n);
-    rc |= add_duration(out, info->duration_ms);
-    rc |= evbuffer_add(out, "}", 1);
-    return rc ? -ENOMEM : 0;
+    int rc = -ENOMEM;
+    if (buf != NULL && (n = put_data(info, rid, rl, op, ol, buf)) != 0 &&
+        evbuffer_add(out, buf, n) == 0)
+        rc = 0;
+    free(buf);
+    return rc;
 }
+
+/* Ids of the usual length are formatted on the stack. */
+#define DATA_STACK 1024
 
 void tel_apicall_observe(const struct agent_request_info *info, void *arg)
 {
@@ -90,6 +118,8 @@ void tel_apicall_observe(const struct agent_request_info *info, void *arg)
         .category = TEL_CAT_CONTROL,
         .source_kind = "kernel_api",
     };
+    char stack[DATA_STACK];
+    char *buf = stack;
     int admitted;
     if (a->stopped || info->operation_id == NULL || info->operation_id[0] == '\0' ||
         (info->route_flags & AGENT_ROUTE_SIDE_EFFECT_FREE))
@@ -98,16 +128,23 @@ void tel_apicall_observe(const struct agent_request_info *info, void *arg)
     const struct telemetry_service *svc = tel_publish_service(a->pub);
     if (!(svc->categories(svc->ctx) & TELEMETRY_CAT_CONTROL))
         return;
-    evbuffer_drain(a->data, evbuffer_get_length(a->data));
-    if (tel_apicall_data(info, a->data) != 0)
-        goto out;
-    ev.data_len = evbuffer_get_length(a->data);
-    ev.data = (const char *)evbuffer_pullup(a->data, -1);
+    const char *rid = info->request_id != NULL ? info->request_id : "";
+    size_t rl = strlen(rid), ol = strlen(info->operation_id);
+    if (data_max(rl, ol) > sizeof stack && (buf = malloc(data_max(rl, ol))) == NULL)
+        goto fail;
+    ev.data_len = put_data(info, rid, rl, info->operation_id, ol, buf);
+    ev.data = buf;
+    if (ev.data_len == 0)
+        goto fail;
     if (tel_publish_event(a->pub, &ev, &admitted, NULL) != 0)
-        a->api->log(a->api->host, AGENT_LOG_WARN, "api_call event for %s not published",
-                    info->operation_id);
+        goto fail;
+    goto out;
+fail:
+    a->api->log(a->api->host, AGENT_LOG_WARN, "api_call event for %s not published",
+                info->operation_id);
 out:
-    evbuffer_drain(a->data, evbuffer_get_length(a->data));
+    if (buf != stack)
+        free(buf);
 }
 
 int tel_apicall_new(const struct agent_host_api *api, struct tel_publish *pub,
@@ -115,10 +152,8 @@ int tel_apicall_new(const struct agent_host_api *api, struct tel_publish *pub,
 {
     int rc;
     struct tel_apicall *a = calloc(1, sizeof *a);
-    if (a == NULL || (a->data = evbuffer_new()) == NULL) {
-        free(a);
+    if (a == NULL)
         return -ENOMEM;
-    }
     a->api = api;
     a->pub = pub;
     if ((rc = api->observer_add(api->host, tel_apicall_observe, a)) != 0) {
@@ -139,6 +174,5 @@ void tel_apicall_free(struct tel_apicall *a)
 {
     if (a == NULL)
         return;
-    evbuffer_free(a->data);
     free(a);
 }

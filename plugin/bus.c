@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +31,7 @@ struct tel_bus {
     uint32_t capacity;
     uint64_t seq;          /* last assigned */
     struct tel_env **ring; /* slot = seq % capacity */
-    struct evbuffer *scratch;
-    int notifying; /* a publish from inside a subscriber would break seq order */
+    int notifying;         /* a publish from inside a subscriber would break seq order */
     struct sub subs[TEL_BUS_MAX_SUBSCRIBERS];
 };
 
@@ -45,8 +45,7 @@ int tel_bus_new(uint32_t capacity, struct tel_bus **out)
         goto fail;
     bus->capacity = capacity;
     bus->ring = calloc(capacity, sizeof *bus->ring);
-    bus->scratch = evbuffer_new();
-    if (bus->ring == NULL || bus->scratch == NULL)
+    if (bus->ring == NULL)
         goto fail;
     *out = bus;
     return 0;
@@ -64,8 +63,6 @@ void tel_bus_free(struct tel_bus *bus)
             free(bus->ring[i]);
         free(bus->ring);
     }
-    if (bus->scratch != NULL)
-        evbuffer_free(bus->scratch);
     free(bus);
 }
 
@@ -75,32 +72,27 @@ int tel_bus_publish(struct tel_bus *bus, const struct tel_event *ev, const char 
     int rc;
     char prefix[48];
     uint64_t seq = bus->seq + 1;
-    struct tel_env *env = NULL;
-    struct evbuffer *b = bus->scratch;
+    char *block = NULL;
+    size_t jlen = 0;
 
     if (bus->notifying)
         return -EBUSY;
-    evbuffer_drain(b, evbuffer_get_length(b));
-    rc = tel_envelope_encode(ev, seq, session_id, b, NULL);
-    if (rc != 0)
-        goto out;
     size_t plen = 4 + tel_json_fmt_u64(prefix + 4, seq);
     memcpy(prefix, "id: ", 4);
     memcpy(prefix + plen, "\ndata: ", 7);
     plen += 7;
-    size_t jlen = evbuffer_get_length(b);
-    env = malloc(sizeof *env + plen + jlen + 2);
-    if (env == NULL) {
-        rc = -ENOMEM;
-        goto out;
-    }
+    /* The envelope is encoded straight into the frame's own allocation. */
+    size_t head = offsetof(struct tel_env, bytes) + plen;
+    rc = tel_envelope_build(ev, seq, session_id, head, 2, &block, &jlen, NULL);
+    if (rc != 0)
+        return rc;
+    struct tel_env *env = (struct tel_env *)(void *)block;
     env->seq = seq;
     env->category = ev->category;
     env->json_off = plen;
     env->json_len = jlen;
     env->frame_len = plen + jlen + 2;
     memcpy(env->bytes, prefix, plen);
-    evbuffer_remove(b, env->bytes + plen, jlen);
     memcpy(env->bytes + plen + jlen, "\n\n", 2);
 
     /* seq and slot change together: the ring never holds a seq it has not
@@ -117,9 +109,7 @@ int tel_bus_publish(struct tel_bus *bus, const struct tel_event *ev, const char 
             bus->subs[i].fn(env, bus->subs[i].arg);
     }
     bus->notifying = 0;
-out:
-    evbuffer_drain(b, evbuffer_get_length(b));
-    return rc;
+    return 0;
 }
 
 uint64_t tel_bus_last_seq(const struct tel_bus *bus)

@@ -201,7 +201,8 @@ static int encode_metadata(struct wbuf *out, const struct tel_event *ev, const c
     }
     if (n == 0)
         goto out;
-    qsort(v, n, sizeof *v, meta_cmp);
+    if (n > 1)
+        qsort(v, n, sizeof *v, meta_cmp);
     rc = wb_put(out, ",\"metadata\":{", 13);
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i + 1 < n && strcmp(v[i].m->key, v[i + 1].m->key) == 0)
@@ -306,5 +307,64 @@ int tel_envelope_encode(const struct tel_event *ev, uint64_t seq, const char *se
         evbuffer_free(tmp);
     else if (rc != 0)
         evbuffer_drain(out, evbuffer_get_length(out));
+    return rc;
+}
+
+/* The envelope into w after its first head bytes; data too unless it would
+ * take the envelope over the limit. */
+static int encode_flat(const struct tel_event *ev, uint64_t seq, const char *session_id,
+                       size_t head, struct wbuf *w, int *trunc)
+{
+    int rc;
+    w->n = head;
+    if ((rc = encode_head(ev, seq, session_id, w)) != 0)
+        return rc;
+    size_t json = w->n - head;
+    /* As tel_envelope_encode: over the limit, data becomes null (even when
+     * it was absent and the rest alone is too big). */
+    *trunc = json + (ev->data != NULL ? 8 + ev->data_len : 0) + 2 > TEL_ENVELOPE_MAX_BYTES;
+    if (*trunc)
+        return wb_put(w, ",\"data\":null,\"truncated\":true}}", 31);
+    if (ev->data == NULL)
+        return wb_put(w, "}}", 2);
+    if ((rc = wb_put(w, ",\"data\":", 8)) == 0 && (rc = wb_put(w, ev->data, ev->data_len)) == 0)
+        rc = wb_put(w, "}}", 2);
+    return rc;
+}
+
+int tel_envelope_build(const struct tel_event *ev, uint64_t seq, const char *session_id,
+                       size_t head, size_t tail, char **out, size_t *json_len, int *truncated)
+{
+    struct wbuf w;
+    char *block = NULL;
+    int rc, trunc = 0;
+
+    *out = NULL;
+    wb_init(&w);
+    if (head > w.cap) {
+        if (wb_reserve(&w, head) == NULL)
+            return -ENOMEM;
+    }
+    rc = encode_flat(ev, seq, session_id, head, &w, &trunc);
+    if (rc == 0 && wb_reserve(&w, tail) == NULL)
+        rc = -ENOMEM;
+    if (rc != 0)
+        goto out;
+    *json_len = w.n - head;
+    if (w.p != w.stack) {
+        /* Already on the heap: hand it over as it is. */
+        block = w.p;
+        w.p = w.stack;
+    } else if ((block = malloc(w.n + tail)) != NULL) {
+        memcpy(block + head, w.p + head, w.n - head);
+    } else {
+        rc = -ENOMEM;
+        goto out;
+    }
+    *out = block;
+    if (truncated != NULL)
+        *truncated = trunc;
+out:
+    wb_release(&w);
     return rc;
 }

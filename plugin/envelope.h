@@ -90,4 +90,12 @@ struct tel_event {
 int tel_envelope_encode(const struct tel_event *ev, uint64_t seq, const char *session_id,
                         struct evbuffer *out, int *truncated);
 
+/* The same envelope (same bytes, same truncation) in one new heap block of
+ * head + *json_len + tail bytes, the JSON at *out + head: the caller fills
+ * the head and tail bytes (left uninitialised) and owns the block (free).
+ * For hot paths: no evbuffer, one copy at most. Returns 0, -EINVAL,
+ * -ENOMEM. */
+int tel_envelope_build(const struct tel_event *ev, uint64_t seq, const char *session_id,
+                       size_t head, size_t tail, char **out, size_t *json_len, int *truncated);
+
 #endif /* TEL_ENVELOPE_H */

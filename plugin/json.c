@@ -82,9 +82,22 @@ static int is_hex(unsigned char c)
 /* Bytes a string copies as they are: printable ASCII other than the quote,
  * the backslash and Go's HTML-safe escapes, and UTF-8 bytes except 0xE2
  * (the lead byte of U+2028/U+2029). */
+#define PLAIN_SCAN 1 /* copied as is inside a string literal */
+#define PLAIN_PUT 2  /* ... and ASCII: copied as is by tel_json_put_string */
+static const unsigned char plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    3, 3, 0, 3, 3, 3, 0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 3, 0, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
 static int is_plain(unsigned char c)
 {
-    return c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c != 0xE2;
+    return plain[c] & PLAIN_SCAN;
 }
 
 /* A string literal, copied as is except for Go's HTML-safe escapes. */
@@ -303,7 +316,7 @@ size_t tel_json_put_string(char *dst, const char *str, size_t len)
     *d++ = '"';
     while (p < end) {
         const unsigned char *run = p;
-        while (p < end && *p < 0x80 && is_plain(*p))
+        while (p < end && (plain[*p] & PLAIN_PUT))
             p++;
         if (p > run) {
             memcpy(d, run, (size_t)(p - run));

@@ -383,3 +383,75 @@ Test(json, long_strings_escape_as_one_piece)
         free(want);
     }
 }
+
+/* tel_envelope_build gives tel_envelope_encode's bytes and truncation,
+ * after head bytes and before tail bytes that are the caller's. */
+static void expect_build_same(const struct tel_event *ev, uint64_t seq, const char *sess,
+                              size_t head)
+{
+    struct evbuffer *b = evbuffer_new();
+    int trunc_e = -1, trunc_b = -1;
+    cr_assert_eq(tel_envelope_encode(ev, seq, sess, b, &trunc_e), 0);
+    char *block = NULL;
+    size_t jlen = 0;
+    cr_assert_eq(tel_envelope_build(ev, seq, sess, head, 2, &block, &jlen, &trunc_b), 0);
+    cr_assert_not_null(block);
+    cr_assert_eq(trunc_b, trunc_e);
+    cr_assert_eq(jlen, evbuffer_get_length(b));
+    cr_assert_eq(memcmp(block + head, evbuffer_pullup(b, -1), jlen), 0);
+    /* The head and tail bytes are writable. */
+    memset(block, 'h', head);
+    memcpy(block + head + jlen, "\n\n", 2);
+    free(block);
+    evbuffer_free(b);
+}
+
+Test(envelope, build_matches_encode)
+{
+    struct tel_meta meta[] = {{"z", "last"}, {"a", "<&>"}, {"a", "dup wins"}};
+    struct tel_event ev = {.ts_us = -5,
+                           .type = "custom\xe2\x80\xa8type",
+                           .category = TEL_CAT_NETWORK,
+                           .source_kind = "cdp",
+                           .source_event = "Network.x",
+                           .meta = meta,
+                           .meta_count = 3,
+                           .data = "{\"k\":[1,2,{\"x\":null}]}",
+                           .data_len = 22};
+    for (size_t head = 0; head < 3000; head += 997) {
+        expect_build_same(&ev, 1, NULL, head);
+        expect_build_same(&ev, UINT64_MAX, "session", head);
+    }
+    ev.data = NULL;
+    ev.meta_count = 0;
+    ev.source_event = NULL;
+    expect_build_same(&ev, 7, "s", 40);
+
+    /* Larger than the stack buffer, at and over the limit. */
+    char *data = sized_data(TEL_ENVELOPE_MAX_BYTES, &ev);
+    expect_build_same(&ev, 1, NULL, 0);
+    expect_build_same(&ev, 1, NULL, 48);
+    free(data);
+    data = sized_data(TEL_ENVELOPE_MAX_BYTES + 1, &ev);
+    expect_build_same(&ev, 1, NULL, 48);
+    free(data);
+
+    /* Metadata alone over the limit, no data. */
+    struct tel_event ev2 = {.ts_us = 2, .type = "t", .category = TEL_CAT_PAGE};
+    size_t big = TEL_ENVELOPE_MAX_BYTES + 10;
+    char *v = malloc(big + 1);
+    memset(v, 'v', big);
+    v[big] = '\0';
+    struct tel_meta m = {"k", v};
+    ev2.meta = &m;
+    ev2.meta_count = 1;
+    expect_build_same(&ev2, 9, "s", 48);
+    free(v);
+
+    /* Refusals as encode's. */
+    char *block = (char *)&ev;
+    size_t jlen;
+    ev2.type = "";
+    cr_assert_eq(tel_envelope_build(&ev2, 1, NULL, 8, 2, &block, &jlen, NULL), -EINVAL);
+    cr_assert_null(block);
+}
