@@ -22,6 +22,12 @@ struct evbuffer;
  * to out. Returns 0, -EINVAL (not valid JSON), -ENOMEM. */
 int tel_json_compact(const char *text, size_t len, struct evbuffer *out);
 
+/* tel_json_compact into dst (cap bytes) instead of an evbuffer; *out_len
+ * gets the length. Returns 0, -EINVAL (not valid JSON), -ENOSPC (valid
+ * but its compact form is longer than cap: escapes can make it longer
+ * than the input). */
+int tel_json_compact_mem(const char *text, size_t len, char *dst, size_t cap, size_t *out_len);
+
 /* Append s[0..len) as a JSON string literal (quotes included), escaped as
  * Go does: invalid UTF-8 becomes \ufffd. Returns 0 or -ENOMEM. */
 int tel_json_add_string(struct evbuffer *out, const char *s, size_t len);
@@ -40,7 +46,9 @@ size_t tel_json_put_string(char *dst, const char *s, size_t len);
 int tel_json_member(const char *text, size_t len, const char *key, const char **val, size_t *vlen);
 
 /* Walks the members of a JSON object that is known to be valid (checked
- * with tel_json_compact first), without building a tree. */
+ * with tel_json_compact first), without building a tree. Values are skipped
+ * over, not checked again: on text that is not valid JSON the spans are
+ * unspecified (but within the text). */
 struct tel_json_iter {
     const char *p;
     const char *end;

@@ -203,12 +203,15 @@ static int parse_plain(const char *body, size_t len, struct tel_publish_req *req
         snprintf(err, errlen, "invalid JSON body: not valid JSON");
         return 400;
     }
-    /* Every string kept is shorter than the body. */
-    if ((req->text = malloc(len + 1)) == NULL) {
+    /* Every string kept is shorter than the body; data's compact form
+     * usually fits in its own length (escapes can make it longer). */
+    data_v = present(data_v);
+    size_t data_cap = data_v != NULL ? data_l : 0;
+    if ((req->text = malloc(data_cap + len + 1)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return 500;
     }
-    arena = req->text;
+    arena = req->text + data_cap;
     if ((type_v = present(type_v)) != NULL) {
         if (type_v[0] != '"') {
             snprintf(err, errlen, "invalid JSON body: type must be a string");
@@ -275,8 +278,15 @@ static int parse_plain(const char *body, size_t len, struct tel_publish_req *req
             req->ev.meta_count = n;
         }
     }
-    if ((data_v = present(data_v)) != NULL) {
-        int rc = set_data(req, data_v, data_l);
+    if (data_v != NULL) {
+        size_t dlen;
+        int rc = tel_json_compact_mem(data_v, data_l, req->text, data_cap, &dlen);
+        if (rc == 0) {
+            req->ev.data = req->text;
+            req->ev.data_len = dlen;
+        } else if (rc == -ENOSPC) {
+            rc = set_data(req, data_v, data_l);
+        }
         if (rc != 0) {
             snprintf(err, errlen, rc == -ENOMEM ? "out of memory" : "invalid data");
             return rc == -ENOMEM ? 500 : 400;

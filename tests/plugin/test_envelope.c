@@ -455,3 +455,60 @@ Test(envelope, build_matches_encode)
     cr_assert_eq(tel_envelope_build(&ev2, 1, NULL, 8, 2, &block, &jlen, NULL), -EINVAL);
     cr_assert_null(block);
 }
+
+Test(json, compact_mem_matches_compact)
+{
+    static const char *in[] = {"{ \"a\" : [1, 2.5e3, true, null] , \"b\":\"x<y\" }",
+                               "\"\\u00e9\\\\\\\"\"", "[ ]", "-0", "{\"k\":\"\xe2\x80\xa8\"}"};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+        struct evbuffer *b = evbuffer_new();
+        cr_assert_eq(tel_json_compact(in[i], strlen(in[i]), b), 0);
+        size_t want = evbuffer_get_length(b), got = 0;
+        char dst[128];
+        cr_assert_eq(tel_json_compact_mem(in[i], strlen(in[i]), dst, sizeof dst, &got), 0);
+        cr_assert_eq(got, want, "%s", in[i]);
+        cr_assert_eq(memcmp(dst, evbuffer_pullup(b, -1), got), 0, "%s", in[i]);
+        /* One byte short: valid but does not fit. */
+        cr_assert_eq(tel_json_compact_mem(in[i], strlen(in[i]), dst, want - 1, &got), -ENOSPC);
+        evbuffer_free(b);
+    }
+    /* Escapes make it longer than the input. */
+    char dst[16];
+    size_t got;
+    cr_assert_eq(tel_json_compact_mem("\"<\"", 3, dst, 3, &got), -ENOSPC);
+    cr_assert_eq(tel_json_compact_mem("\"<\"", 3, dst, sizeof dst, &got), 0);
+    cr_assert_eq(got, 8);
+    cr_assert_eq(memcmp(dst, "\"\\u003c\"", 8), 0);
+    /* Invalid JSON is -EINVAL whatever the room. */
+    cr_assert_eq(tel_json_compact_mem("{\"a\":}", 6, dst, sizeof dst, &got), -EINVAL);
+    cr_assert_eq(tel_json_compact_mem("[1,", 3, dst, 1, &got), -EINVAL);
+}
+
+Test(json, iter_spans_members_with_escapes_and_nesting)
+{
+    const char *text = " { \"a\\\"b\" : \"x\\\\\" , \"n\":[\"]}\",{\"q\":\"\\\"}\"}, -1.5e2],"
+                       "\"t\" :true,\"e\":{},\"z\":\"\\\\\\\"\"\t}";
+    static const struct {
+        const char *key, *val;
+    } want[] = {{"a\\\"b", "\"x\\\\\""},
+                {"n", "[\"]}\",{\"q\":\"\\\"}\"}, -1.5e2]"},
+                {"t", "true"},
+                {"e", "{}"},
+                {"z", "\"\\\\\\\"\""}};
+    cr_assert_eq(tel_json_compact(text, strlen(text), NULL), 0);
+    struct tel_json_iter it;
+    const char *k, *v;
+    size_t kl, vl, i = 0;
+    int r;
+    cr_assert_eq(tel_json_iter_init(&it, text, strlen(text)), 0);
+    while ((r = tel_json_iter_next(&it, &k, &kl, &v, &vl)) == 1) {
+        cr_assert_lt(i, sizeof want / sizeof want[0]);
+        cr_assert_eq(kl, strlen(want[i].key), "member %zu", i);
+        cr_assert_eq(memcmp(k, want[i].key, kl), 0, "member %zu", i);
+        cr_assert_eq(vl, strlen(want[i].val), "member %zu: %.*s", i, (int)vl, v);
+        cr_assert_eq(memcmp(v, want[i].val, vl), 0, "member %zu", i);
+        i++;
+    }
+    cr_assert_eq(r, 0);
+    cr_assert_eq(i, sizeof want / sizeof want[0]);
+}
