@@ -52,7 +52,15 @@ struct s2l_store {
     struct s2l_stream *lru_head, *lru_tail; /* streams with open files */
     size_t nopen;
     size_t mem_bytes;
+    /* An append's encoded records and index entries are built here before
+     * the write: kept between appends (up to SCRATCH_KEEP), as a batch of
+     * tens of KiB malloc'd and freed each time cost more than encoding it
+     * (glibc consolidates its fast bins for every such request). */
+    uint8_t *scratch;
+    size_t scratch_cap;
 };
+
+#define SCRATCH_KEEP (256u * 1024u)
 
 struct s2l_basin {
     struct s2l_store *store;
@@ -1050,6 +1058,29 @@ OUT:
     return rc;
 }
 
+/* A buffer of at least len bytes for one append (scratch_put after it). */
+static uint8_t *scratch_get(struct s2l_store *store, size_t len)
+{
+    if (len > store->scratch_cap) {
+        uint8_t *p = realloc(store->scratch, len);
+        if (p == NULL)
+            return NULL;
+        store->scratch = p;
+        store->scratch_cap = len;
+    }
+    return store->scratch;
+}
+
+/* After an append: an unusually large buffer is not kept. */
+static void scratch_put(struct s2l_store *store)
+{
+    if (store->scratch_cap > SCRATCH_KEEP) {
+        free(store->scratch);
+        store->scratch = NULL;
+        store->scratch_cap = 0;
+    }
+}
+
 int s2l_stream_append(struct s2l_stream *st, const struct s2l_rec *recs, size_t n, uint64_t *first)
 {
     int rc;
@@ -1087,13 +1118,16 @@ int s2l_stream_append(struct s2l_stream *st, const struct s2l_rec *recs, size_t 
             return rc;
         log = st->mem_log + st->log_size;
     } else {
-        log = malloc(total);
-        ents = malloc(n * sizeof *ents);
+        /* ents first: 16-byte entries stay aligned. */
+        size_t ents_len = n * sizeof *ents;
+        uint8_t *buf = scratch_get(st->basin->store, ents_len + total);
         cmds = cmds_len ? malloc(cmds_len) : NULL;
-        if (log == NULL || ents == NULL || (cmds_len && cmds == NULL)) {
+        if (buf == NULL || (cmds_len && cmds == NULL)) {
             rc = -ENOMEM;
             goto OUT;
         }
+        ents = (struct idx_ent *)(void *)buf;
+        log = buf + ents_len;
     }
     /* Encode, and work out the command state the batch leaves behind. */
     char fence[S2L_FENCE_MAX];
@@ -1147,8 +1181,7 @@ int s2l_stream_append(struct s2l_stream *st, const struct s2l_rec *recs, size_t 
     rc = 0;
 OUT:
     if (st->path != NULL)
-        free(log);
-    free(ents);
+        scratch_put(st->basin->store);
     free(cmds);
     return rc;
 }
@@ -1932,5 +1965,6 @@ void s2l_store_free(struct s2l_store *store)
         basin_free(store->basins[i]);
     free(store->basins);
     free(store->dir);
+    free(store->scratch);
     free(store);
 }
