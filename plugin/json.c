@@ -631,16 +631,29 @@ int tel_json_iter_next(struct tel_json_iter *it, const char **key, size_t *klen,
     return 1;
 }
 
+/* Two digits per division: timestamps in microseconds have 16. */
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
+                                  "25262728293031323334353637383940414243444546474849"
+                                  "50515253545556575859606162636465666768697071727374"
+                                  "75767778798081828384858687888990919293949596979899";
+
 size_t tel_json_fmt_u64(char *buf, uint64_t v)
 {
     char tmp[TEL_JSON_INT_MAX];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
+    char *p = tmp + sizeof tmp;
+    while (v >= 100) {
+        p -= 2;
+        memcpy(p, digit_pairs + (v % 100) * 2, 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, digit_pairs + v * 2, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
+    size_t n = (size_t)(tmp + sizeof tmp - p);
+    memcpy(buf, p, n);
     return n;
 }
 

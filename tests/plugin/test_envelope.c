@@ -1,6 +1,7 @@
 /* test_envelope.c - categories, known types, JSON compaction, envelope bytes. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -511,4 +512,36 @@ Test(json, iter_spans_members_with_escapes_and_nesting)
     }
     cr_assert_eq(r, 0);
     cr_assert_eq(i, sizeof want / sizeof want[0]);
+}
+
+/* Decimal formatting agrees with printf at every digit-count boundary and
+ * at the ends of the ranges. */
+Test(json, integers_format_as_printf)
+{
+    char got[TEL_JSON_INT_MAX + 2], want[32];
+    uint64_t p10 = 1;
+    for (int d = 0; d <= 20; d++) {
+        const uint64_t us[] = {p10 - 1, p10, p10 + 1, p10 * 5 + 7};
+        for (size_t i = 0; i < 4; i++) {
+            size_t n = tel_json_fmt_u64(got, us[i]);
+            snprintf(want, sizeof want, "%" PRIu64, us[i]);
+            cr_assert_eq(n, strlen(want));
+            cr_assert(memcmp(got, want, n) == 0, "%s vs %.*s", want, (int)n, got);
+            int64_t s = us[i] > INT64_MAX ? INT64_MIN + (int64_t)(us[i] & 0xFFFF) : -(int64_t)us[i];
+            n = tel_json_fmt_i64(got, s);
+            snprintf(want, sizeof want, "%" PRId64, s);
+            cr_assert_eq(n, strlen(want));
+            cr_assert(memcmp(got, want, n) == 0, "%s vs %.*s", want, (int)n, got);
+        }
+        if (d < 19)
+            p10 *= 10;
+    }
+    const uint64_t ends[] = {0, 9, 10, 99, 100, UINT64_MAX, (uint64_t)INT64_MAX};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        size_t n = tel_json_fmt_u64(got, ends[i]);
+        snprintf(want, sizeof want, "%" PRIu64, ends[i]);
+        cr_assert(n == strlen(want) && memcmp(got, want, n) == 0, "%s", want);
+    }
+    size_t n = tel_json_fmt_i64(got, INT64_MIN);
+    cr_assert(n == 20 && memcmp(got, "-9223372036854775808", 20) == 0);
 }
