@@ -160,32 +160,35 @@ static int wb_put(struct wbuf *w, const char *s, size_t n)
     return 0;
 }
 
-static int add_str(struct wbuf *w, const char *s)
+/* Literal s at p; evaluates to the end of what was written. */
+#define PUT_LIT(p, s) ((char *)memcpy((p), (s), sizeof(s) - 1) + sizeof(s) - 1)
+
+/* s as a JSON string at p (room for TEL_JSON_STRING_MAX(len) reserved). */
+static char *put_str(char *p, const char *s, size_t len)
 {
-    size_t len = strlen(s);
-    char *d = wb_reserve(w, TEL_JSON_STRING_MAX(len));
-    if (d == NULL)
-        return -ENOMEM;
-    w->n += tel_json_put_string(d, s, len);
-    return 0;
+    return p + tel_json_put_string(p, s, len);
 }
 
 /* Metadata: sorted keys, last duplicate wins (as a Go map), the session id
  * stamped over any caller value. O(n log n): n is bounded only by the body
- * size. */
+ * size. Room for every pair is reserved at once, then written directly. */
 static int encode_metadata(struct wbuf *out, const struct tel_event *ev, const char *session_id)
 {
     int rc = 0;
-    size_t n = 0, written = 0;
+    size_t n = 0, room = 0;
     struct meta_ref *v = NULL;
     struct tel_meta stamp = {SESSION_KEY, session_id};
+    size_t *lens = NULL, small_lens[2 * META_SMALL];
 
     /* The usual event has a few pairs: no allocation for those. */
     struct meta_ref small[META_SMALL];
     if (ev->meta_count + 1 <= META_SMALL) {
         v = small;
-    } else if ((v = calloc(ev->meta_count + 1, sizeof *v)) == NULL) {
-        return -ENOMEM;
+        lens = small_lens;
+    } else if ((v = calloc(ev->meta_count + 1, sizeof *v)) == NULL ||
+               (lens = calloc(2 * (ev->meta_count + 1), sizeof *lens)) == NULL) {
+        rc = -ENOMEM;
+        goto out;
     }
     for (size_t i = 0; i < ev->meta_count; i++) {
         if (session_id != NULL && strcmp(ev->meta[i].key, SESSION_KEY) == 0)
@@ -203,24 +206,33 @@ static int encode_metadata(struct wbuf *out, const struct tel_event *ev, const c
         goto out;
     if (n > 1)
         qsort(v, n, sizeof *v, meta_cmp);
-    rc = wb_put(out, ",\"metadata\":{", 13);
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < n; i++) {
+        lens[2 * i] = strlen(v[i].m->key);
+        lens[2 * i + 1] = strlen(v[i].m->value);
+        room += TEL_JSON_STRING_MAX(lens[2 * i]) + TEL_JSON_STRING_MAX(lens[2 * i + 1]) + 2;
+    }
+    char *d = wb_reserve(out, 14 + room);
+    if (d == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    char *p = PUT_LIT(d, ",\"metadata\":{");
+    for (size_t i = 0, written = 0; i < n; i++) {
         if (i + 1 < n && strcmp(v[i].m->key, v[i + 1].m->key) == 0)
             continue;
         if (written++ > 0)
-            rc = wb_put(out, ",", 1);
-        if (rc == 0)
-            rc = add_str(out, v[i].m->key);
-        if (rc == 0)
-            rc = wb_put(out, ":", 1);
-        if (rc == 0)
-            rc = add_str(out, v[i].m->value);
+            *p++ = ',';
+        p = put_str(p, v[i].m->key, lens[2 * i]);
+        *p++ = ':';
+        p = put_str(p, v[i].m->value, lens[2 * i + 1]);
     }
-    if (rc == 0)
-        rc = wb_put(out, "}", 1);
+    *p++ = '}';
+    out->n += (size_t)(p - d);
 out:
     if (v != small)
         free(v);
+    if (lens != small_lens)
+        free(lens);
     return rc;
 }
 
@@ -231,24 +243,33 @@ static int encode_head(const struct tel_event *ev, uint64_t seq, const char *ses
     const char *cat = tel_category_name(ev->category);
     if (cat == NULL || ev->type == NULL || ev->type[0] == '\0')
         return -EINVAL;
-    char head[64];
-    size_t n = 0;
-    memcpy(head, "{\"seq\":", 7);
-    n = 7 + tel_json_fmt_u64(head + 7, seq);
-    memcpy(head + n, ",\"event\":{\"ts\":", 15);
-    n += 15;
-    n += tel_json_fmt_i64(head + n, ev->ts_us);
-    memcpy(head + n, ",\"type\":", 8);
-    n += 8;
-    if ((rc = wb_put(w, head, n)) != 0 || (rc = add_str(w, ev->type)) != 0 ||
-        (rc = wb_put(w, ",\"category\":\"", 13)) != 0 || (rc = wb_put(w, cat, strlen(cat))) != 0 ||
-        (rc = wb_put(w, "\",\"source\":{\"kind\":", 19)) != 0 ||
-        (rc = add_str(w, ev->source_kind != NULL ? ev->source_kind : "")) != 0)
-        return rc;
-    if (ev->source_event != NULL && ev->source_event[0] != '\0') {
-        if ((rc = wb_put(w, ",\"event\":", 9)) != 0 || (rc = add_str(w, ev->source_event)) != 0)
-            return rc;
+    const char *kind = ev->source_kind != NULL ? ev->source_kind : "";
+    const char *sev =
+        ev->source_event != NULL && ev->source_event[0] != '\0' ? ev->source_event : NULL;
+    size_t tlen = strlen(ev->type), clen = strlen(cat), klen = strlen(kind);
+    size_t elen = sev != NULL ? strlen(sev) : 0;
+    /* One reservation for everything before the metadata: literals,
+     * numbers and each string at its longest escaped form. */
+    size_t room = 96 + 2 * TEL_JSON_INT_MAX + TEL_JSON_STRING_MAX(tlen) + clen +
+                  TEL_JSON_STRING_MAX(klen) + (sev != NULL ? TEL_JSON_STRING_MAX(elen) : 0);
+    char *d = wb_reserve(w, room);
+    if (d == NULL)
+        return -ENOMEM;
+    char *p = PUT_LIT(d, "{\"seq\":");
+    p += tel_json_fmt_u64(p, seq);
+    p = PUT_LIT(p, ",\"event\":{\"ts\":");
+    p += tel_json_fmt_i64(p, ev->ts_us);
+    p = PUT_LIT(p, ",\"type\":");
+    p = put_str(p, ev->type, tlen);
+    p = PUT_LIT(p, ",\"category\":\"");
+    p = (char *)memcpy(p, cat, clen) + clen;
+    p = PUT_LIT(p, "\",\"source\":{\"kind\":");
+    p = put_str(p, kind, klen);
+    if (sev != NULL) {
+        p = PUT_LIT(p, ",\"event\":");
+        p = put_str(p, sev, elen);
     }
+    w->n += (size_t)(p - d);
     if ((rc = encode_metadata(w, ev, session_id)) != 0)
         return rc;
     return wb_put(w, "}", 1);
