@@ -108,6 +108,20 @@ static int maps_libcurl(const struct ts_proc *p)
     return found;
 }
 
+/* The archive's records once it holds at least want of them, or what it
+ * holds after 10 s; *bodies as tp_archive_records. */
+static void wait_archived(size_t want, char ***bodies, size_t *n)
+{
+    long long deadline = ts_now_ms() + 10000;
+    for (;;) {
+        tp_archive_records(&agent, bodies, n);
+        if (*n >= want || ts_now_ms() > deadline)
+            return;
+        tp_bodies_free(*bodies, *n);
+        ts_sleep_ms(50);
+    }
+}
+
 static void publish(const char *body, long want)
 {
     struct ts_resp r;
@@ -281,14 +295,7 @@ Test(e2e, publish_stream_and_archive)
 
     char **bodies = NULL;
     size_t nb = 0;
-    long long deadline = ts_now_ms() + 10000;
-    for (;;) {
-        tp_archive_records(&agent, &bodies, &nb);
-        if (nb >= last || ts_now_ms() > deadline)
-            break;
-        tp_bodies_free(bodies, nb);
-        ts_sleep_ms(100);
-    }
+    wait_archived(last, &bodies, &nb);
     cr_assert_eq(nb, last, "archive holds %zu of %" PRIu64, nb, last);
     for (uint64_t i = 0; i < last; i++)
         cr_assert_str_eq(bodies[i], frames[i], "record %" PRIu64, i);
@@ -701,14 +708,7 @@ Test(e2e, archive_to_configured_s2)
     snprintf(agent.stream, sizeof agent.stream, "events-e2e");
     char **bodies = NULL;
     size_t n = 0;
-    long long deadline = ts_now_ms() + 10000;
-    for (;;) {
-        tp_archive_records(&agent, &bodies, &n);
-        if (n >= 3 || ts_now_ms() > deadline)
-            break;
-        tp_bodies_free(bodies, n);
-        ts_sleep_ms(50);
-    }
+    wait_archived(3, &bodies, &n);
     cr_assert_eq(n, 3);
     for (size_t i = 0; i < n; i++) {
         char want[32];
@@ -740,14 +740,7 @@ Test(e2e, libcurl_only_for_a_remote_s2)
     ts_resp_free(&r);
     char **bodies = NULL;
     size_t n = 0;
-    long long deadline = ts_now_ms() + 10000;
-    for (;;) {
-        tp_archive_records(&agent, &bodies, &n);
-        if (n >= 1 || ts_now_ms() > deadline)
-            break;
-        tp_bodies_free(bodies, n);
-        ts_sleep_ms(50);
-    }
+    wait_archived(1, &bodies, &n);
     cr_assert_eq(n, 1);
     tp_bodies_free(bodies, n);
     cr_assert_not(maps_libcurl(agent.proc));
@@ -801,14 +794,7 @@ Test(e2e, truncation_end_to_end)
     ts_sse_close(s);
     char **bodies = NULL;
     size_t n = 0;
-    long long deadline = ts_now_ms() + 10000;
-    for (;;) {
-        tp_archive_records(&agent, &bodies, &n);
-        if (n >= 1 || ts_now_ms() > deadline)
-            break;
-        tp_bodies_free(bodies, n);
-        ts_sleep_ms(50);
-    }
+    wait_archived(1, &bodies, &n);
     cr_assert_eq(n, 1);
     cr_assert_str_eq(bodies[0], r.body);
     tp_bodies_free(bodies, n);
