@@ -153,6 +153,32 @@ int s2_wire_add_u64(cJSON *obj, const char *key, uint64_t v)
     return cJSON_AddRawToObject(obj, key, buf) == NULL ? -ENOMEM : 0;
 }
 
+/* Two digits per division. */
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
+                                  "25262728293031323334353637383940414243444546474849"
+                                  "50515253545556575859606162636465666768697071727374"
+                                  "75767778798081828384858687888990919293949596979899";
+
+size_t s2_wire_fmt_u64(char *buf, uint64_t v)
+{
+    char tmp[S2_WIRE_U64_MAX];
+    char *p = tmp + sizeof tmp;
+    while (v >= 100) {
+        p -= 2;
+        memcpy(p, digit_pairs + (v % 100) * 2, 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, digit_pairs + v * 2, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
+    size_t n = (size_t)(tmp + sizeof tmp - p);
+    memcpy(buf, p, n);
+    return n;
+}
+
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

@@ -862,6 +862,31 @@ Test(http_misc, json_string_replaces_invalid_utf8)
     expect_json("\0\x1f\"\\", 4, "\"\\u0000\\u001f\\\"\\\\\"");
 }
 
+/* Long strings (the 16-byte scan) with one byte to escape or check at
+ * every position, in front of, inside and after a 16-byte block. */
+Test(http_misc, json_string_long_runs)
+{
+    static const struct {
+        const char *in, *out;
+    } specials[] = {{"\"", "\\\""},           {"\\", "\\\\"},   {"\n", "\\n"},
+                    {"\x01", "\\u0001"},      {"\x7f", "\x7f"}, {"\xc3\xa9", "\xc3\xa9"},
+                    {"\xff", "\xef\xbf\xbd"}, {"/", "/"}};
+    char in[80], want[128];
+    for (size_t sp = 0; sp < sizeof specials / sizeof specials[0]; sp++) {
+        size_t sl = strlen(specials[sp].in);
+        for (size_t len = sl; len <= 64; len++) {
+            for (size_t at = 0; at + sl <= len; at++) {
+                memset(in, 'a', len);
+                memcpy(in + at, specials[sp].in, sl);
+                int w = snprintf(want, sizeof want, "\"%.*s%s%.*s\"", (int)at, in, specials[sp].out,
+                                 (int)(len - at - sl), in + at + sl);
+                cr_assert(lt(int, w, (int)sizeof want));
+                expect_json(in, len, want);
+            }
+        }
+    }
+}
+
 Test(http, trim_command_hides_earlier_records)
 {
     append_n("tr", 5);

@@ -1,5 +1,7 @@
 /* test_wire.c - exact u64 JSON and base64. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,4 +92,24 @@ Test(s2_wire, base64_roundtrip_and_strict)
     cr_assert_eq(s2_base64_decode("aGVsbG8=", 8, &dec, &dlen), 0);
     cr_assert_eq(dlen, 5);
     free(dec);
+}
+
+/* Decimal u64 agrees with printf at every digit-count boundary. */
+Test(wire, fmt_u64_as_printf)
+{
+    char got[S2_WIRE_U64_MAX], want[32];
+    uint64_t p10 = 1;
+    for (int d = 0; d < 20; d++) {
+        const uint64_t vs[] = {p10 - 1, p10, p10 + 1, p10 * 3 + 7};
+        for (size_t i = 0; i < 4; i++) {
+            size_t n = s2_wire_fmt_u64(got, vs[i]);
+            snprintf(want, sizeof want, "%" PRIu64, vs[i]);
+            cr_assert(n == strlen(want) && memcmp(got, want, n) == 0, "%s vs %.*s", want, (int)n,
+                      got);
+        }
+        if (d < 19)
+            p10 *= 10;
+    }
+    size_t n = s2_wire_fmt_u64(got, UINT64_MAX);
+    cr_assert(n == 20 && memcmp(got, "18446744073709551615", 20) == 0);
 }

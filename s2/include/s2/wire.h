@@ -26,6 +26,13 @@ int s2_wire_get_u64(const cJSON *item, uint64_t *out);
 /* Add key: v to obj as an exact integer. Returns 0 or -ENOMEM. */
 int s2_wire_add_u64(cJSON *obj, const char *key, uint64_t v);
 
+/* Longest decimal u64 (20 digits). */
+#define S2_WIRE_U64_MAX 20
+
+/* v in decimal into buf (at least S2_WIRE_U64_MAX bytes, not terminated);
+ * returns the length. For bodies written by hand, without printf. */
+size_t s2_wire_fmt_u64(char *buf, uint64_t v);
+
 /* Standard base64 with padding. *out is malloc'd and NUL-terminated; caller
  * frees. Returns 0 or -ENOMEM. */
 int s2_base64_encode(const void *data, size_t len, char **out, size_t *out_len);
