@@ -8,6 +8,8 @@
 
 #include <event2/buffer.h>
 
+#include "s2/wire.h"
+
 /* Output: bytes are gathered in a window and appended to the evbuffer in
  * blocks, so compaction costs one evbuffer_add per 4 KiB, not per byte.
  * The window is the caller's memory for tel_json_compact_mem, none when
@@ -631,30 +633,9 @@ int tel_json_iter_next(struct tel_json_iter *it, const char **key, size_t *klen,
     return 1;
 }
 
-/* Two digits per division: timestamps in microseconds have 16. */
-static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
-                                  "25262728293031323334353637383940414243444546474849"
-                                  "50515253545556575859606162636465666768697071727374"
-                                  "75767778798081828384858687888990919293949596979899";
-
 size_t tel_json_fmt_u64(char *buf, uint64_t v)
 {
-    char tmp[TEL_JSON_INT_MAX];
-    char *p = tmp + sizeof tmp;
-    while (v >= 100) {
-        p -= 2;
-        memcpy(p, digit_pairs + (v % 100) * 2, 2);
-        v /= 100;
-    }
-    if (v >= 10) {
-        p -= 2;
-        memcpy(p, digit_pairs + v * 2, 2);
-    } else {
-        *--p = (char)('0' + v);
-    }
-    size_t n = (size_t)(tmp + sizeof tmp - p);
-    memcpy(buf, p, n);
-    return n;
+    return s2_wire_fmt_u64(buf, v);
 }
 
 size_t tel_json_fmt_i64(char *buf, int64_t v)
