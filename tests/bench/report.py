@@ -100,7 +100,7 @@ row("1", f"Publish `POST /telemetry/events`, {meta.get('event_bytes')}-byte even
 (hl, _) = best("pub-health", "requests")
 if hl:
     hr = rate(hl, "requests")
-    row("1", "… the host's floor on the same agent: `GET /health` (no plugin work), same wrk settings",
+    row("1", "… the host's floor on the same agents: `GET /health` (no plugin work), same wrk settings",
         f"{n(hr)} req/s; publish is {n(ratio(acc, hr), '×')} of it", "", n(ratio(hr, ng_rate), "×"),
         "", None)
 if ag and arc:
