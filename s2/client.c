@@ -91,7 +91,17 @@ struct s2_client {
     void *log_arg;
     uint64_t rng;
     struct s2_request *reqs;
+    struct s2_request *in_callback; /* whose callback runs (see complete) */
+    /* In-process reads: the last read's record and body buffers, kept for
+     * the next one (up to SPARE_KEEP bytes): a reader walking an archive
+     * page by page would otherwise grow and free them for every page. */
+    struct s2_record *spare_recs;
+    size_t spare_recs_cap;
+    uint8_t *spare_data;
+    size_t spare_data_cap;
 };
+
+#define SPARE_KEEP (1024u * 1024u)
 
 /* --- small helpers --- */
 
@@ -206,8 +216,17 @@ static void req_free(struct s2_request *r)
     free(r->body);
     free(r->what);
     free(r->resp);
-    free(r->recs);
-    free(r->data);
+    struct s2_client *c = r->client; /* NULL once the client is freed */
+    if (c != NULL && c->ops != NULL && c->spare_data == NULL && r->data_cap <= SPARE_KEEP &&
+        c->spare_recs == NULL) {
+        c->spare_recs = r->recs;
+        c->spare_recs_cap = r->recs_cap;
+        c->spare_data = r->data;
+        c->spare_data_cap = r->data_cap;
+    } else {
+        free(r->recs);
+        free(r->data);
+    }
     free(r);
 }
 
@@ -502,8 +521,11 @@ static uint64_t retry_after_ms(const struct s2_curl *cu, CURL *easy)
 
 static void complete(struct s2_request *r, const struct s2_error *err, const void *payload)
 {
+    struct s2_client *c = r->client;
+    struct s2_request *outer = c->in_callback;
     req_unlink(r);
     r->completing = 1;
+    c->in_callback = r;
     switch (r->kind) {
     case REQ_APPEND:
         r->cb.append(err, payload, r->arg);
@@ -518,7 +540,10 @@ static void complete(struct s2_request *r, const struct s2_error *err, const voi
         r->cb.done(err, r->arg);
         break;
     }
-    /* The callback may have freed the client: touch only r. */
+    /* The callback may have freed the client: s2_client_free then set
+     * r->client to NULL. */
+    if (r->client != NULL)
+        r->client->in_callback = outer;
     req_free(r);
 }
 
@@ -782,6 +807,8 @@ void s2_client_free(struct s2_client *c)
 {
     if (c == NULL)
         return;
+    if (c->in_callback != NULL)
+        c->in_callback->client = NULL; /* freed from its callback */
     while (c->reqs != NULL)
         s2_request_cancel(c->reqs);
     if (c->ops != NULL && c->ops->release != NULL)
@@ -796,6 +823,8 @@ void s2_client_free(struct s2_client *c)
     }
     free(c->basin);
     free(c->basin_base);
+    free(c->spare_recs);
+    free(c->spare_data);
     free(c);
 }
 
@@ -1018,6 +1047,13 @@ static int inproc_read(struct s2_client *c, const char *stream, const struct s2_
         return -ENOMEM;
     r->cb.read = cb;
     r->arg = arg;
+    r->recs = c->spare_recs;
+    r->recs_cap = c->spare_recs_cap;
+    r->data = c->spare_data;
+    r->data_cap = c->spare_data_cap;
+    c->spare_recs = NULL;
+    c->spare_data = NULL;
+    c->spare_recs_cap = c->spare_data_cap = 0;
     int rc = c->ops->read(c->ops_ctx, stream, o, inproc_emit, r, &r->batch.tail, &r->ierr);
     if (rc == 0) {
         for (size_t i = 0; i < r->nrecs; i++)

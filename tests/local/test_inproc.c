@@ -165,6 +165,70 @@ static void expect_same_read(const struct res *a, const struct res *b)
     }
 }
 
+/* Record i of the reuse test: (100 + 37 i mod 900) bytes of one letter. */
+static size_t reuse_len(uint64_t i)
+{
+    return 100 + (size_t)(i * 37 % 900);
+}
+
+struct reuse {
+    int done, failed;
+    uint64_t from;
+    size_t n;
+    int free_client; /* free fx.local from the callback */
+};
+
+/* Every body exactly as appended: a read's buffers, kept from the read
+ * before, never show that read's bytes. */
+static void on_reuse_read(const struct s2_error *err, const struct s2_read_batch *b, void *arg)
+{
+    struct reuse *r = arg;
+    r->done = 1;
+    r->failed = err != NULL;
+    for (size_t i = 0; b != NULL && i < b->count; i++) {
+        const struct s2_record *rec = &b->records[i];
+        uint64_t seq = r->from + i;
+        r->failed |= rec->seq_num != seq || rec->body_len != reuse_len(seq);
+        for (size_t k = 0; !r->failed && k < rec->body_len; k++)
+            r->failed |= rec->body[k] != 'a' + seq % 26;
+        r->n++;
+    }
+    if (r->free_client) {
+        s2_client_free(fx.local);
+        fx.local = NULL;
+    }
+}
+
+/* Reads of different sizes one after the other (each reuses the last
+ * one's buffers), then a read whose callback frees the client. */
+Test(inproc, reads_reuse_buffers_and_may_free_the_client)
+{
+    static char body[1000];
+    for (uint64_t i = 0; i < 300; i++) {
+        memset(body, 'a' + (int)(i % 26), sizeof body);
+        struct s2_append_record rec = {body, reuse_len(i)};
+        struct res a = {0};
+        cr_assert(
+            eq(int, s2_client_append(fx.local, "r", &rec, 1, NULL, 0, on_append, &a, NULL), 0));
+        run_until(&a.done);
+        cr_assert(eq(int, a.failed, 0));
+    }
+    const struct {
+        uint64_t from, count;
+        int free_client;
+    } reads[] = {{0, 300, 0}, {50, 3, 0}, {100, 150, 0}, {7, 1, 0}, {200, 100, 1}};
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+        struct reuse r = {.from = reads[i].from, .free_client = reads[i].free_client};
+        struct s2_read_opts o = {
+            .has_seq_num = 1, .seq_num = reads[i].from, .has_count = 1, .count = reads[i].count};
+        cr_assert(eq(int, s2_client_read(fx.local, "r", &o, on_reuse_read, &r, NULL), 0));
+        run_until(&r.done);
+        cr_assert(eq(int, r.failed, 0), "read %zu", i);
+        cr_assert(eq(sz, r.n, (size_t)reads[i].count), "read %zu", i);
+    }
+    cr_assert_null(fx.local);
+}
+
 Test(inproc, append_and_read_match_http)
 {
     const char *one[] = {"alpha", "", "gamma \xff\x01 binary"};
