@@ -25,6 +25,7 @@
 #define SMALL_RESPONSE_MAX (64u * 1024u)
 /* A server asking us to wait longer than this gets the error instead. */
 #define RETRY_AFTER_CAP_MS 30000u
+#define RETRY_AFTER_MARGIN_MS 5u
 #define DEFAULT_REQUEST_TIMEOUT_MS 5000u
 #define DEFAULT_CONNECT_TIMEOUT_MS 3000u
 #define DEFAULT_RETRY_BASE_MS 100u
@@ -697,8 +698,13 @@ static void on_transfer_done(CURL *easy, int result, void *arg)
         if (base > c->retry_max_ms)
             base = c->retry_max_ms;
         uint64_t delay = base + (base ? rng_next(c) % (base + 1) : 0);
-        if (delay < err.retry_after_ms)
-            delay = err.retry_after_ms;
+        /* libevent's timers run on CLOCK_MONOTONIC_COARSE unless the base
+         * asks for precise ones: a tick (1 to 4 ms) behind the real time,
+         * so a timer can fire that much before its time. The margin keeps
+         * the retry after the server's wish (a 300 ms wish was retried
+         * after 298 ms). */
+        if (delay < err.retry_after_ms + RETRY_AFTER_MARGIN_MS && err.retry_after_ms > 0)
+            delay = err.retry_after_ms + RETRY_AFTER_MARGIN_MS;
         client_log(c, 1, "%s; retry %" PRIu32 " of %" PRIu32 " in %" PRIu64 " ms", err.message,
                    r->attempts, c->max_attempts - 1, delay);
         struct timeval tv = {.tv_sec = (time_t)(delay / 1000),
