@@ -53,9 +53,10 @@ struct s2l_store {
     size_t nopen;
     size_t mem_bytes;
     /* An append's encoded records and index entries are built here before
-     * the write: kept between appends (up to SCRATCH_KEEP), as a batch of
-     * tens of KiB malloc'd and freed each time cost more than encoding it
-     * (glibc consolidates its fast bins for every such request). */
+     * the write, and reads use it as their window on the log: kept between
+     * uses (up to SCRATCH_KEEP), as buffers of tens of KiB malloc'd and
+     * freed each time cost more than the work (glibc consolidates its fast
+     * bins for every such request; larger ones are mapped and zeroed). */
     uint8_t *scratch;
     size_t scratch_cap;
 };
@@ -586,17 +587,30 @@ struct reader {
     uint64_t base; /* log offset of buf[0] */
 };
 
+/* The reader's window is the store's scratch buffer, borrowed for the
+ * read (an append meanwhile gets a buffer of its own). */
 static void reader_init(struct reader *r, struct s2l_stream *st, uint64_t end)
 {
+    struct s2l_store *store = st->basin->store;
     memset(r, 0, sizeof *r);
     r->st = st;
     r->end = end;
     r->chunk = READ_CHUNK_MIN;
+    r->buf = store->scratch;
+    r->cap = store->scratch_cap;
+    store->scratch = NULL;
+    store->scratch_cap = 0;
 }
 
 static void reader_free(struct reader *r)
 {
-    free(r->buf);
+    struct s2l_store *store = r->st->basin->store;
+    if (store->scratch == NULL && r->cap <= SCRATCH_KEEP) {
+        store->scratch = r->buf;
+        store->scratch_cap = r->cap;
+    } else {
+        free(r->buf);
+    }
 }
 
 /* Point *p at log bytes [off, off + n). -EIO when they are past the end. */
