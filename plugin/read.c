@@ -26,6 +26,7 @@
 #include "json.h"
 #include "params.h"
 #include "s2/reader.h"
+#include "s2/wire.h"
 
 /* Envelope bytes of one page; a page always holds at least one envelope,
  * whatever its size. */
@@ -116,6 +117,9 @@ static int jv_string(struct jv *j, const unsigned char **raw, size_t *rawlen, in
     const unsigned char *start = ++j->p;
     int esc = 0;
     while (j->p < j->end) {
+        j->p += s2_wire_plain_run(j->p, (size_t)(j->end - j->p));
+        if (j->p >= j->end)
+            break;
         unsigned char c = *j->p;
         if (c == '"') {
             *raw = start;

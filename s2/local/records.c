@@ -7,9 +7,6 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "proto.h"
 #include "s2/wire.h"
@@ -58,30 +55,6 @@ static size_t utf8_seq(const uint8_t *s, size_t len, size_t *skip)
     return n;
 }
 
-/* How many bytes from s JSON takes as they are: printable ASCII but '"'
- * and '\\'. 16 at a time with SSE2 (x86-64's baseline): record bodies
- * are mostly such runs, and reads send thousands of them. */
-static size_t plain_ascii(const uint8_t *s, size_t len)
-{
-    size_t i = 0;
-#if defined(__SSE2__)
-    const __m128i ctl = _mm_set1_epi8(0x1F), quote = _mm_set1_epi8('"'), bsl = _mm_set1_epi8('\\');
-    for (; len - i >= 16; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-        __m128i bad = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v); /* v <= 0x1F */
-        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, quote));
-        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, bsl));
-        /* movemask of v itself: the bytes >= 0x80 */
-        unsigned m = (unsigned)(_mm_movemask_epi8(bad) | _mm_movemask_epi8(v));
-        if (m != 0)
-            return i + (size_t)__builtin_ctz(m);
-    }
-#endif
-    while (i < len && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
-        i++;
-    return i;
-}
-
 /* The inside of s2l_json_string: s escaped, without the quotes. */
 static int json_chars(struct evbuffer *out, const uint8_t *s, size_t len)
 {
@@ -89,7 +62,7 @@ static int json_chars(struct evbuffer *out, const uint8_t *s, size_t len)
     int rc = 0;
     size_t i = 0, run = 0; /* run: safe bytes pending from s + i - run */
     while (rc == 0 && i < len) {
-        size_t k = plain_ascii(s + i, len - i);
+        size_t k = s2_wire_plain_run(s + i, len - i);
         i += k;
         run += k;
         if (i >= len)

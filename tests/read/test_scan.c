@@ -122,6 +122,37 @@ Test(envelope, refuses_what_is_not_an_envelope)
 
 /* Nesting: what the publish path accepts (data 1000 deep) passes; absurd
  * depth is refused without exhausting the stack. */
+/* Long strings (checked 16 bytes at a time): a control byte or a bad
+ * escape at any position is refused, good escapes and UTF-8 anywhere pass. */
+Test(envelope, long_strings_checked_at_every_position)
+{
+    static const struct {
+        const char *piece;
+        int ok;
+    } pieces[] = {{"\\\"", 1}, {"\\\\", 1}, {"\\u00e9", 1}, {"\xc3\xa9", 1}, {"/", 1},
+                  {"\x01", 0}, {"\n", 0},   {"\\x", 0},     {"\\u00g0", 0}};
+    char text[256], str[80];
+    for (size_t p = 0; p < sizeof pieces / sizeof pieces[0]; p++) {
+        size_t pl = strlen(pieces[p].piece);
+        for (size_t at = 0; at <= 40; at++) {
+            memset(str, 'x', sizeof str);
+            memcpy(str + at, pieces[p].piece, pl);
+            int n =
+                snprintf(text, sizeof text,
+                         "{\"seq\":7,\"event\":{\"ts\":1,\"type\":\"t\",\"category\":\"system\","
+                         "\"data\":\"%.*s\"}}",
+                         (int)(40 + pl), str);
+            cr_assert(n > 0 && (size_t)n < sizeof text);
+            uint64_t seq = 0;
+            int rc = tel_read_envelope_check(text, (size_t)n, &seq, NULL);
+            if (pieces[p].ok)
+                cr_assert(rc == 0 && seq == 7, "piece %zu at %zu: %s", p, at, text);
+            else
+                cr_assert_eq(rc, -EINVAL, "piece %zu at %zu: %s", p, at, text);
+        }
+    }
+}
+
 Test(envelope, nesting_is_bounded)
 {
     const char *head = "{\"seq\":1,\"event\":{\"category\":\"system\",\"data\":";

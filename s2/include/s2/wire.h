@@ -33,6 +33,11 @@ int s2_wire_add_u64(cJSON *obj, const char *key, uint64_t v);
  * returns the length. For bodies written by hand, without printf. */
 size_t s2_wire_fmt_u64(char *buf, uint64_t v);
 
+/* How many bytes from s a JSON string holds as they are: printable ASCII
+ * other than '"' and '\\'. Writers and checkers of JSON strings skip such
+ * runs at once (bodies and envelopes are mostly that). */
+size_t s2_wire_plain_run(const uint8_t *s, size_t len);
+
 /* Standard base64 with padding. *out is malloc'd and NUL-terminated; caller
  * frees. Returns 0 or -ENOMEM. */
 int s2_base64_encode(const void *data, size_t len, char **out, size_t *out_len);
