@@ -275,62 +275,6 @@ static int encode_head(const struct tel_event *ev, uint64_t seq, const char *ses
     return wb_put(w, "}", 1);
 }
 
-static int encode(const struct tel_event *ev, uint64_t seq, const char *session_id, int truncate,
-                  struct evbuffer *out)
-{
-    struct wbuf w;
-    int rc;
-    wb_init(&w);
-    rc = encode_head(ev, seq, session_id, &w);
-    if (rc != 0)
-        goto out;
-    if (truncate) {
-        rc = wb_put(&w, ",\"data\":null,\"truncated\":true}}", 31);
-    } else if (ev->data != NULL) {
-        /* data can be large: it goes in by itself, not through w. */
-        if ((rc = wb_put(&w, ",\"data\":", 8)) == 0 &&
-            (evbuffer_add(out, w.p, w.n) != 0 || evbuffer_add(out, ev->data, ev->data_len) != 0 ||
-             evbuffer_add(out, "}}", 2) != 0))
-            rc = -ENOMEM;
-        goto out;
-    } else {
-        rc = wb_put(&w, "}}", 2);
-    }
-    if (rc == 0 && evbuffer_add(out, w.p, w.n) != 0)
-        rc = -ENOMEM;
-out:
-    wb_release(&w);
-    return rc;
-}
-
-int tel_envelope_encode(const struct tel_event *ev, uint64_t seq, const char *session_id,
-                        struct evbuffer *out, int *truncated)
-{
-    int rc = 0, trunc = 0;
-    /* An empty out can be written directly (and emptied again on error);
-     * otherwise a scratch buffer keeps out unchanged on error. */
-    struct evbuffer *tmp = evbuffer_get_length(out) == 0 ? out : evbuffer_new();
-    if (tmp == NULL)
-        return -ENOMEM;
-    rc = encode(ev, seq, session_id, 0, tmp);
-    if (rc == 0 && evbuffer_get_length(tmp) > TEL_ENVELOPE_MAX_BYTES) {
-        /* Like the reference: drop the payload, keep the rest, even if the
-         * rest alone is still too big. */
-        evbuffer_drain(tmp, evbuffer_get_length(tmp));
-        trunc = 1;
-        rc = encode(ev, seq, session_id, 1, tmp);
-    }
-    if (rc == 0 && tmp != out && evbuffer_add_buffer(out, tmp) != 0)
-        rc = -ENOMEM;
-    if (rc == 0 && truncated != NULL)
-        *truncated = trunc;
-    if (tmp != out)
-        evbuffer_free(tmp);
-    else if (rc != 0)
-        evbuffer_drain(out, evbuffer_get_length(out));
-    return rc;
-}
-
 /* The envelope into w after its first head bytes; data too unless it would
  * take the envelope over the limit. */
 static int encode_flat(const struct tel_event *ev, uint64_t seq, const char *session_id,
@@ -341,8 +285,8 @@ static int encode_flat(const struct tel_event *ev, uint64_t seq, const char *ses
     if ((rc = encode_head(ev, seq, session_id, w)) != 0)
         return rc;
     size_t json = w->n - head;
-    /* As tel_envelope_encode: over the limit, data becomes null (even when
-     * it was absent and the rest alone is too big). */
+    /* Like the reference: over the limit, data becomes null (even when it
+     * was absent and the rest alone is too big). */
     *trunc = json + (ev->data != NULL ? 8 + ev->data_len : 0) + 2 > TEL_ENVELOPE_MAX_BYTES;
     if (*trunc)
         return wb_put(w, ",\"data\":null,\"truncated\":true}}", 31);
@@ -350,6 +294,22 @@ static int encode_flat(const struct tel_event *ev, uint64_t seq, const char *ses
         return wb_put(w, "}}", 2);
     if ((rc = wb_put(w, ",\"data\":", 8)) == 0 && (rc = wb_put(w, ev->data, ev->data_len)) == 0)
         rc = wb_put(w, "}}", 2);
+    return rc;
+}
+
+int tel_envelope_encode(const struct tel_event *ev, uint64_t seq, const char *session_id,
+                        struct evbuffer *out, int *truncated)
+{
+    struct wbuf w;
+    int rc, trunc = 0;
+    wb_init(&w);
+    rc = encode_flat(ev, seq, session_id, 0, &w, &trunc);
+    /* One evbuffer_add: out gets all of it or, on error, nothing. */
+    if (rc == 0 && evbuffer_add(out, w.p, w.n) != 0)
+        rc = -ENOMEM;
+    if (rc == 0 && truncated != NULL)
+        *truncated = trunc;
+    wb_release(&w);
     return rc;
 }
 
