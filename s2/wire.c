@@ -2,8 +2,6 @@
 #include "s2/wire.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,8 +150,8 @@ int s2_wire_get_u64(const cJSON *item, uint64_t *out)
 
 int s2_wire_add_u64(cJSON *obj, const char *key, uint64_t v)
 {
-    char buf[24];
-    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    char buf[S2_WIRE_U64_MAX + 1];
+    buf[s2_wire_fmt_u64(buf, v)] = '\0';
     return cJSON_AddRawToObject(obj, key, buf) == NULL ? -ENOMEM : 0;
 }
 
