@@ -49,29 +49,30 @@ def verdict(ok):
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
 
+def rounds(prefix):
+    """(number, figures) of prefix-1, prefix-2... up to the first missing."""
+    i = 1
+    while (d := load(f"{prefix}-{i}")) is not None:
+        yield i, d
+        i += 1
+
+
 def min_cpu_us(prefix):
     """The lowest agent CPU time per request (µs) over the rounds of prefix;
     None when no round measured it."""
-    top, i = None, 1
-    while (d := load(f"{prefix}-{i}")) is not None:
-        if d.get("agent_cpu_s") and d.get("requests"):
-            v = d["agent_cpu_s"] / d["requests"] * 1e6
-            top = v if top is None else min(top, v)
-        i += 1
-    return top
+    per_req = [d["agent_cpu_s"] / d["requests"] * 1e6 for _, d in rounds(prefix)
+               if d.get("agent_cpu_s") and d.get("requests")]
+    return min(per_req) if per_req else None
 
 
 def best(prefix, key="records"):
     """The round of prefix-1, prefix-2... with the highest key/seconds, and
     its number; (None, 0) when there is none."""
-    top, top_i, i = None, 0, 1
-    while True:
-        d = load(f"{prefix}-{i}")
-        if d is None:
-            return top, top_i
+    top, top_i = None, 0
+    for i, d in rounds(prefix):
         if d.get("seconds") and (top is None or d[key] / d["seconds"] > top[key] / top["seconds"]):
             top, top_i = d, i
-        i += 1
+    return top, top_i
 
 
 meta = load("meta") or {}
@@ -187,13 +188,12 @@ if sse:
 # 6. api_call.
 # Each round's agent with the archive: every api_call event it admitted
 # must be in its archive (summed over the rounds).
-apa, i = None, 1
-while (d := load(f"api-archive-{i}")) is not None:
+apa = None
+for _, d in rounds("api-archive"):
     apa = apa or {"seq": 0, "tail": 0, "short": 0}
     apa["seq"] += d["seq"]
     apa["tail"] += min(d["tail"], d["seq"])
     apa["short"] += d["tail"] < d["seq"]
-    i += 1
 for prefix, on_side, label, note in (
         ("api-health", "on", "`GET /health` (side-effect free: observer only, no event)", ""),
         ("api-echo", "on", "`POST /fixture/echo` (operation PostEcho: an api_call event published and archived)",
