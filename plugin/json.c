@@ -33,6 +33,16 @@ static void out_init(struct out *o, struct evbuffer *eb)
     o->err = 0;
 }
 
+/* Output into dst[0..cap) (NULL: none) rather than an evbuffer. */
+static void out_mem(struct out *o, char *dst, size_t cap)
+{
+    o->eb = NULL;
+    o->w = dst;
+    o->n = 0;
+    o->cap = cap;
+    o->err = 0;
+}
+
 static void out_flush(struct out *o)
 {
     if (o->eb != NULL && o->n > 0 && o->err == 0 && evbuffer_add(o->eb, o->buf, o->n) != 0)
@@ -79,6 +89,7 @@ struct scan {
     const unsigned char *p;
     const unsigned char *end;
     struct out *o;
+    unsigned escapes; /* backslashes seen in string literals */
 };
 
 static void skip_ws(struct scan *s)
@@ -169,6 +180,7 @@ static int scan_string(struct scan *s)
         if (c < 0x20)
             return -EINVAL;
         if (c == '\\') {
+            s->escapes++;
             if (s->end - s->p < 2)
                 return -EINVAL;
             unsigned char e = s->p[1];
@@ -306,7 +318,7 @@ static int scan_value(struct scan *s, int depth)
 
 static int compact(const char *text, size_t len, struct out *o)
 {
-    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, o};
+    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, o, 0};
     int rc = scan_value(&s, 0);
     if (rc == 0) {
         skip_ws(&s);
@@ -334,11 +346,7 @@ int tel_json_compact(const char *text, size_t len, struct evbuffer *out)
 int tel_json_compact_mem(const char *text, size_t len, char *dst, size_t cap, size_t *out_len)
 {
     struct out o;
-    o.eb = NULL;
-    o.w = dst;
-    o.n = 0;
-    o.cap = cap;
-    o.err = 0;
+    out_mem(&o, dst, cap);
     int rc = compact(text, len, &o);
     if (rc == 0)
         *out_len = o.n;
@@ -491,7 +499,7 @@ int tel_json_member(const char *text, size_t len, const char *key, const char **
 {
     struct out o;
     out_init(&o, NULL);
-    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, &o};
+    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, &o, 0};
     size_t klen = strlen(key);
     skip_ws(&s);
     if (s.p >= s.end || *s.p != '{')
@@ -530,9 +538,75 @@ int tel_json_member(const char *text, size_t len, const char *key, const char **
     return -ENOENT;
 }
 
+int tel_json_walk_init(struct tel_json_walk *w, const char *text, size_t len)
+{
+    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, NULL, 0};
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{')
+        return -EINVAL;
+    w->p = (const char *)s.p + 1;
+    w->end = text + len;
+    w->first = 1;
+    w->escapes = 0;
+    return 0;
+}
+
+int tel_json_walk_key(struct tel_json_walk *w, const char **key, size_t *klen)
+{
+    struct out none; /* writes nothing; its buffer stays unset */
+    out_mem(&none, NULL, 0);
+    struct scan s = {(const unsigned char *)w->p, (const unsigned char *)w->end, &none, 0};
+    skip_ws(&s);
+    if (s.p < s.end && *s.p == '}') {
+        /* The object is the whole text: only whitespace may follow. */
+        s.p++;
+        skip_ws(&s);
+        w->p = (const char *)s.p;
+        return s.p == s.end ? 0 : -EINVAL;
+    }
+    if (!w->first) {
+        if (s.p >= s.end || *s.p != ',')
+            return -EINVAL;
+        s.p++;
+        skip_ws(&s);
+    }
+    const unsigned char *kstart = s.p + 1;
+    if (scan_string(&s) != 0)
+        return -EINVAL;
+    *key = (const char *)kstart;
+    *klen = (size_t)(s.p - 1 - kstart);
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != ':')
+        return -EINVAL;
+    w->p = (const char *)s.p + 1;
+    w->first = 0;
+    w->escapes = s.escapes;
+    return 1;
+}
+
+int tel_json_walk_value(struct tel_json_walk *w, char *dst, size_t cap, const char **val,
+                        size_t *vlen, size_t *dlen)
+{
+    struct out o;
+    out_mem(&o, dst, cap);
+    struct scan s = {(const unsigned char *)w->p, (const unsigned char *)w->end, &o, 0};
+    skip_ws(&s);
+    const unsigned char *vstart = s.p;
+    /* Depth 1: what the members of a depth-0 object get in compact(). */
+    if (scan_value(&s, 1) != 0)
+        return -EINVAL;
+    *val = (const char *)vstart;
+    *vlen = (size_t)(s.p - vstart);
+    if (dlen != NULL)
+        *dlen = o.n;
+    w->p = (const char *)s.p;
+    w->escapes = s.escapes;
+    return o.err;
+}
+
 int tel_json_iter_init(struct tel_json_iter *it, const char *text, size_t len)
 {
-    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, NULL};
+    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, NULL, 0};
     skip_ws(&s);
     if (s.p >= s.end || *s.p != '{')
         return -EINVAL;
@@ -597,7 +671,7 @@ int tel_json_iter_next(struct tel_json_iter *it, const char **key, size_t *klen,
 {
     /* The object was validated: members are skipped over, not re-checked
      * (publishing walks every body this way). */
-    struct scan s = {(const unsigned char *)it->p, (const unsigned char *)it->end, NULL};
+    struct scan s = {(const unsigned char *)it->p, (const unsigned char *)it->end, NULL, 0};
     skip_ws(&s);
     if (s.p >= s.end)
         return -EINVAL;

@@ -45,6 +45,41 @@ size_t tel_json_put_string(char *dst, const char *s, size_t len);
  * object). */
 int tel_json_member(const char *text, size_t len, const char *key, const char **val, size_t *vlen);
 
+/* Walks the members of the JSON object that is the whole of a text,
+ * checking each key and value as tel_json_compact would: one pass over a
+ * body both validates it and finds its members. Fields are private. */
+struct tel_json_walk {
+    const char *p;
+    const char *end;
+    int first;
+    unsigned escapes;
+};
+
+/* Start at text[0..len), which must begin (after whitespace) with '{'.
+ * Returns 0, -EINVAL (not an object). */
+int tel_json_walk_init(struct tel_json_walk *w, const char *text, size_t len);
+
+/* The next member's name: *key and *klen span it between its quotes
+ * (escapes not decoded); call tel_json_walk_value next. Returns 1 with a
+ * name, 0 at the end of the object (nothing but whitespace after it),
+ * -EINVAL (not valid JSON). */
+int tel_json_walk_key(struct tel_json_walk *w, const char **key, size_t *klen);
+
+/* The value of the member just named: *val and *vlen span its text. When
+ * dst is non-NULL its compact form is written there too (cap bytes; *dlen,
+ * which may be NULL, gets its length). Returns 0, -EINVAL (not valid
+ * JSON), -ENOSPC (valid, but the compact form is longer than cap; the span
+ * is set). */
+int tel_json_walk_value(struct tel_json_walk *w, char *dst, size_t cap, const char **val,
+                        size_t *vlen, size_t *dlen);
+
+/* Backslashes in the last name or value walked over: non-zero when it
+ * holds an escape that a decoder would change. */
+static inline unsigned tel_json_walk_escapes(const struct tel_json_walk *w)
+{
+    return w->escapes;
+}
+
 /* Walks the members of a JSON object that is known to be valid (checked
  * with tel_json_compact first), without building a tree. Values are skipped
  * over, not checked again: on text that is not valid JSON the spans are

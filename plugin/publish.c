@@ -169,49 +169,66 @@ static const char *present(const char *v)
     return v != NULL && v[0] != 'n' ? v : NULL;
 }
 
-/* Step 1 for a valid body without any backslash (the usual case): members
- * are read in place, strings need no decoding, no tree is built. Same
- * rules and messages as the cJSON path: the first member of a name counts,
- * metadata keeps every pair in order. */
+/* Asks tel_publish_parse to take the cJSON path. */
+#define PARSE_WITH_CJSON (-1)
+
+/* Steps 1-4 in one pass over the body, no tree built: the walk validates
+ * every member while it finds the ones read, and compacts data as it goes.
+ * Strings that would need decoding (an escape in a member name, in type or
+ * category, anywhere in source) send the body to the cJSON path instead;
+ * data and ignored members are copied as written, escapes and all. Same
+ * rules and messages as that path: the whole body is checked before
+ * anything else, the first member of a name counts, metadata keeps every
+ * pair in order. */
 static int parse_plain(const char *body, size_t len, struct tel_publish_req *req, char *err,
                        size_t errlen)
 {
-    struct tel_json_iter it, sit, mit;
+    struct tel_json_walk w;
+    struct tel_json_iter sit, mit;
     const char *k, *v, *type_v = NULL, *cat_v = NULL, *src_v = NULL, *data_v = NULL;
     const char *kind_v = NULL, *event_v = NULL, *meta_v = NULL;
     const char *type = NULL, *category = NULL;
     size_t kl, vl, type_l = 0, cat_l = 0, src_l = 0, data_l = 0, kind_l = 0, event_l = 0,
-                   meta_l = 0;
+                   meta_l = 0, dlen = 0;
     char *arena;
-    int r;
+    int r, data_rc = 0;
 
-    if (tel_json_iter_init(&it, body, len) != 0) {
-        snprintf(err, errlen, "invalid JSON body: expected an object");
-        return 400;
-    }
-    while ((r = tel_json_iter_next(&it, &k, &kl, &v, &vl)) == 1) {
-        if (type_v == NULL && KEY_IS(k, kl, "type"))
-            type_v = v, type_l = vl;
-        else if (cat_v == NULL && KEY_IS(k, kl, "category"))
-            cat_v = v, cat_l = vl;
-        else if (src_v == NULL && KEY_IS(k, kl, "source"))
-            src_v = v, src_l = vl;
-        else if (data_v == NULL && KEY_IS(k, kl, "data"))
-            data_v = v, data_l = vl;
-    }
-    if (r < 0) {
-        snprintf(err, errlen, "invalid JSON body: not valid JSON");
-        return 400;
-    }
-    /* Every string kept is shorter than the body; data's compact form
-     * usually fits in its own length (escapes can make it longer). */
-    data_v = present(data_v);
-    size_t data_cap = data_v != NULL ? data_l : 0;
-    if ((req->text = malloc(data_cap + len + 1)) == NULL) {
+    if (tel_json_walk_init(&w, body, len) != 0)
+        return PARSE_WITH_CJSON; /* not an object: that path words the error */
+    /* data's compact form usually fits in the body's length (escapes can
+     * make it longer); every other string kept is shorter than the body. */
+    if ((req->text = malloc(2 * len + 1)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return 500;
     }
-    arena = req->text + data_cap;
+    arena = req->text + len;
+    while ((r = tel_json_walk_key(&w, &k, &kl)) == 1) {
+        int wanted = 0;
+        if (tel_json_walk_escapes(&w) != 0)
+            return PARSE_WITH_CJSON;
+        if (data_v == NULL && KEY_IS(k, kl, "data")) {
+            if ((data_rc = tel_json_walk_value(&w, req->text, len, &data_v, &data_l, &dlen)) ==
+                -EINVAL)
+                break;
+            continue;
+        }
+        if (tel_json_walk_value(&w, NULL, 0, &v, &vl, NULL) != 0) {
+            r = -EINVAL;
+            break;
+        }
+        if (type_v == NULL && KEY_IS(k, kl, "type"))
+            type_v = v, type_l = vl, wanted = 1;
+        else if (cat_v == NULL && KEY_IS(k, kl, "category"))
+            cat_v = v, cat_l = vl, wanted = 1;
+        else if (src_v == NULL && KEY_IS(k, kl, "source"))
+            src_v = v, src_l = vl, wanted = 1;
+        if (wanted && tel_json_walk_escapes(&w) != 0)
+            return PARSE_WITH_CJSON;
+    }
+    if (r != 0 || data_rc == -EINVAL) {
+        snprintf(err, errlen, "invalid JSON body: not valid JSON");
+        return 400;
+    }
     if ((type_v = present(type_v)) != NULL) {
         if (type_v[0] != '"') {
             snprintf(err, errlen, "invalid JSON body: type must be a string");
@@ -227,6 +244,7 @@ static int parse_plain(const char *body, size_t len, struct tel_publish_req *req
         category = arena_str(&arena, cat_v, cat_l);
     }
     if ((src_v = present(src_v)) != NULL) {
+        /* Already checked: the iterator only finds the members again. */
         if (src_v[0] != '{' || tel_json_iter_init(&sit, src_v, src_l) != 0) {
             snprintf(err, errlen, "invalid JSON body: source must be an object");
             return 400;
@@ -278,14 +296,13 @@ static int parse_plain(const char *body, size_t len, struct tel_publish_req *req
             req->ev.meta_count = n;
         }
     }
-    if (data_v != NULL) {
-        size_t dlen;
-        int rc = tel_json_compact_mem(data_v, data_l, req->text, data_cap, &dlen);
-        if (rc == 0) {
+    if ((data_v = present(data_v)) != NULL) {
+        int rc = 0;
+        if (data_rc == 0) {
             req->ev.data = req->text;
             req->ev.data_len = dlen;
-        } else if (rc == -ENOSPC) {
-            rc = set_data(req, data_v, data_l);
+        } else {
+            rc = set_data(req, data_v, data_l); /* -ENOSPC: longer once escaped */
         }
         if (rc != 0) {
             snprintf(err, errlen, rc == -ENOMEM ? "out of memory" : "invalid data");
@@ -309,14 +326,13 @@ int tel_publish_parse(const char *body, size_t len, struct tel_publish_req *req,
         snprintf(err, errlen, "invalid JSON body: empty body");
         return 400;
     }
+    if ((rc = parse_plain(body, len, req, err, errlen)) != PARSE_WITH_CJSON)
+        return rc;
+    tel_publish_req_clear(req);
     if (tel_json_compact(body, len, NULL) != 0) {
         snprintf(err, errlen, "invalid JSON body: not valid JSON");
         return 400;
     }
-    /* Without escapes no string needs decoding (and nothing cJSON would
-     * refuse, such as a lone surrogate, can occur): no tree needed. */
-    if (memchr(body, '\\', len) == NULL)
-        return parse_plain(body, len, req, err, errlen);
     if ((req->root = cJSON_ParseWithLength(body, len)) == NULL) {
         snprintf(err, errlen, "invalid JSON body: not valid JSON");
         return 400;

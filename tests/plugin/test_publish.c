@@ -217,10 +217,12 @@ Test(publish, shared_service)
 }
 
 /* Parse body; on success encode its envelope into env (seq 1, session "s"). */
-static int parse_encode(const char *body, char *err, size_t errlen, struct evbuffer *env)
+/* *tree: whether the body went through cJSON. */
+static int parse_encode(const char *body, char *err, size_t errlen, struct evbuffer *env, int *tree)
 {
     struct tel_publish_req r;
     int st = tel_publish_parse(body, strlen(body), &r, err, errlen);
+    *tree = r.root != NULL;
     if (st == 0) {
         r.ev.ts_us = 1;
         cr_assert_eq(tel_envelope_encode(&r.ev, 1, "s", env, NULL), 0);
@@ -229,10 +231,11 @@ static int parse_encode(const char *body, char *err, size_t errlen, struct evbuf
     return st;
 }
 
-/* Bodies without any backslash are read without cJSON; one escape anywhere
- * sends them through cJSON. Both must give the same verdict, message and
- * envelope bytes: each body is compared with itself plus an ignored member
- * holding an escape. */
+/* Bodies are read without cJSON unless a string that counts needs decoding:
+ * an escape in a member name, in type or category, or anywhere in source.
+ * Both paths must give the same verdict, message and envelope bytes: each
+ * body is compared with itself plus an ignored member whose name holds an
+ * escape, which sends it through cJSON. */
 Test(publish, plain_and_escaped_bodies_agree)
 {
     static const char *const extra[] = {
@@ -255,11 +258,18 @@ Test(publish, plain_and_escaped_bodies_agree)
         "{\"type\":null}",
         "{\"type\":1}",
         "{\"category\":true,\"type\":\"t\"}",
+        /* escapes where they are copied as written: data, ignored members */
+        ("{\"type\":\"t\",\"category\":\"page\",\"note\":\"\\n\",\"data\":{\"text\":"
+         "\"a\\\"b\\n\\u00e9 \\/<\",\"k\\u0041\":[\"\\t\"]}}"),
+        "{\"type\":\"t\",\"category\":\"page\",\"data\":\"\\ud83d\\ude00\"}",
+        "{\"type\":\"t\",\"category\":\"page\",\"data\":\"\\x\"}",
+        "{\"type\":\"t\",\"category\":\"page\",\"data\":[1,]}",
+        "{\"type\":\"t\",\"data\":1,\"category\":\"page\"} x",
     };
     size_t n;
     char **lines = tp_fixture_lines("publish-invalid.jsonl", &n);
     size_t total = n + sizeof extra / sizeof extra[0];
-    size_t plain_ok = 0;
+    size_t plain_ok = 0, plain_escaped = 0;
     for (size_t i = 0; i < total; i++) {
         cJSON *c = NULL;
         const char *body;
@@ -270,15 +280,14 @@ Test(publish, plain_and_escaped_bodies_agree)
             body = extra[i - n];
         }
         const char *open = strchr(body, '{');
-        if (strchr(body, '\\') != NULL || open == NULL ||
-            strspn(body, " \t\r\n") != (size_t)(open - body)) {
+        if (open == NULL || strspn(body, " \t\r\n") != (size_t)(open - body)) {
             cJSON_Delete(c);
             continue;
         }
         /* The variant: an ignored member with an escape, first in the object. */
         size_t len = strlen(body), at = (size_t)(open - body) + 1;
         const char *after = open + 1 + strspn(open + 1, " \t\r\n");
-        const char *ins = *after == '}' ? "\"zz\":\"\\/\"" : "\"zz\":\"\\/\",";
+        const char *ins = *after == '}' ? "\"z\\u007a\":0" : "\"z\\u007a\":0,";
         char *variant = malloc(len + strlen(ins) + 1);
         cr_assert_not_null(variant);
         memcpy(variant, body, at);
@@ -287,13 +296,16 @@ Test(publish, plain_and_escaped_bodies_agree)
 
         char e1[256] = "", e2[256] = "";
         struct evbuffer *b1 = evbuffer_new(), *b2 = evbuffer_new();
-        int s1 = parse_encode(body, e1, sizeof e1, b1);
-        int s2 = parse_encode(variant, e2, sizeof e2, b2);
+        int t1, t2;
+        int s1 = parse_encode(body, e1, sizeof e1, b1, &t1);
+        int s2 = parse_encode(variant, e2, sizeof e2, b2, &t2);
         cr_assert_eq(s1, s2, "%s: %d vs %d (%s / %s)", body, s1, s2, e1, e2);
         if (s1 != 0) {
             cr_assert_str_eq(e1, e2, "%s", body);
         } else {
-            plain_ok++;
+            cr_assert(t2, "%s: the variant did not go through cJSON", body);
+            plain_ok += !t1;
+            plain_escaped += !t1 && strchr(body, '\\') != NULL;
             size_t l1 = evbuffer_get_length(b1), l2 = evbuffer_get_length(b2);
             cr_assert_eq(l1, l2, "%s", body);
             cr_assert(memcmp(evbuffer_pullup(b1, -1), evbuffer_pullup(b2, -1), l1) == 0, "%s",
@@ -306,4 +318,32 @@ Test(publish, plain_and_escaped_bodies_agree)
     }
     tp_lines_free(lines, n);
     cr_assert_geq(plain_ok, 5);
+    cr_assert_geq(plain_escaped, 2);
+}
+
+/* A lone surrogate escape is valid JSON syntax: in data it is kept as
+ * written, as the reference keeps data as raw JSON. */
+Test(publish, data_keeps_escapes_as_written)
+{
+    const char *body = "{\"type\":\"t\",\"category\":\"page\",\"data\":[\"\\ud800\", \"\\\"\"]}";
+    struct tel_publish_req r;
+    char err[256] = "";
+    cr_assert_eq(tel_publish_parse(body, strlen(body), &r, err, sizeof err), 0, "%s", err);
+    cr_assert_null(r.root);
+    cr_assert_eq(r.ev.data_len, strlen("[\"\\ud800\",\"\\\"\"]"));
+    cr_assert(memcmp(r.ev.data, "[\"\\ud800\",\"\\\"\"]", r.ev.data_len) == 0);
+    tel_publish_req_clear(&r);
+
+    /* An escape in a member that is not read needs no decoding either. */
+    body = "{\"note\":\"\\n\",\"type\":\"t\",\"category\":\"page\"}";
+    cr_assert_eq(tel_publish_parse(body, strlen(body), &r, err, sizeof err), 0, "%s", err);
+    cr_assert_null(r.root);
+    tel_publish_req_clear(&r);
+
+    /* One in type does: the cJSON path decodes it. */
+    body = "{\"type\":\"\\u0074\",\"category\":\"page\"}";
+    cr_assert_eq(tel_publish_parse(body, strlen(body), &r, err, sizeof err), 0, "%s", err);
+    cr_assert_not_null(r.root);
+    cr_assert_str_eq(r.ev.type, "t");
+    tel_publish_req_clear(&r);
 }
