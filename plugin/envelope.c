@@ -222,7 +222,10 @@ static int encode_metadata(struct wbuf *out, const struct tel_event *ev, const c
             continue;
         if (written++ > 0)
             *p++ = ',';
-        p = put_str(p, v[i].m->key, lens[2 * i]);
+        if (v[i].m == &stamp) /* our own key needs no escaping */
+            p = PUT_LIT(p, "\"" SESSION_KEY "\"");
+        else
+            p = put_str(p, v[i].m->key, lens[2 * i]);
         *p++ = ':';
         p = put_str(p, v[i].m->value, lens[2 * i + 1]);
     }

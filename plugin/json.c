@@ -120,32 +120,46 @@ static const unsigned char plain[256] = {
 };
 
 /* The end of the run of bytes with flag set in plain[] from p: 16 bytes
- * at a time with SSE2 (x86-64's baseline), then byte by byte. */
+ * at a time with SSE2 (x86-64's baseline). A run of 16 bytes or more ends
+ * with one more block that overlaps the last (those bytes are known to be
+ * plain); a shorter one goes byte by byte. */
 #if defined(__SSE2__)
 #include <emmintrin.h>
-static const unsigned char *plain_run(const unsigned char *p, const unsigned char *end, int flag)
+static unsigned plain_mask(const unsigned char *p, int flag)
 {
     const __m128i ctl = _mm_set1_epi8(0x1F), quote = _mm_set1_epi8('"'), bsl = _mm_set1_epi8('\\'),
                   lt = _mm_set1_epi8('<'), gt = _mm_set1_epi8('>'), amp = _mm_set1_epi8('&'),
                   e2 = _mm_set1_epi8((char)0xE2);
-    while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-        __m128i bad = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v); /* v <= 0x1F */
-        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, quote));
-        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, bsl));
-        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, lt));
-        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, gt));
-        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, amp));
-        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, e2));
-        unsigned m = (unsigned)_mm_movemask_epi8(bad);
-        if (flag == PLAIN_PUT)
-            m |= (unsigned)_mm_movemask_epi8(v); /* bytes >= 0x80 */
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i bad = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v); /* v <= 0x1F */
+    bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, quote));
+    bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, bsl));
+    bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, lt));
+    bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, gt));
+    bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, amp));
+    bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, e2));
+    unsigned m = (unsigned)_mm_movemask_epi8(bad);
+    if (flag == PLAIN_PUT)
+        m |= (unsigned)_mm_movemask_epi8(v); /* bytes >= 0x80 */
+    return m;
+}
+
+static const unsigned char *plain_run(const unsigned char *p, const unsigned char *end, int flag)
+{
+    if (end - p < 16) {
+        while (p < end && (plain[*p] & flag))
+            p++;
+        return p;
+    }
+    for (; end - p >= 16; p += 16) {
+        unsigned m = plain_mask(p, flag);
         if (m != 0)
             return p + __builtin_ctz(m);
-        p += 16;
     }
-    while (p < end && (plain[*p] & flag))
-        p++;
+    if (p < end) {
+        unsigned m = plain_mask(end - 16, flag);
+        return m != 0 ? end - 16 + __builtin_ctz(m) : end;
+    }
     return p;
 }
 #else

@@ -385,6 +385,62 @@ Test(json, long_strings_escape_as_one_piece)
     }
 }
 
+/* The 16-byte scans (whole blocks, the overlapping last block, the byte
+ * loop of short runs) stop at a special sequence wherever it sits: a
+ * string of plain bytes around it is escaped as the sequence alone is,
+ * plus those bytes. Both the writer and the validator are checked. */
+Test(json, special_sequence_at_every_position)
+{
+    static const char *const units[] = {"<",        "\n",           "\"",           "\\",  "\x7f",
+                                        "\xc3\xa9", "\xe2\x80\xa8", "\xe2\x82\xac", "\xff"};
+    static const char *const lits[] = {"\\n", "\\\"", "\\u00e9", "<", "\\u2028"};
+    for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
+        char alone[32];
+        size_t ulen = strlen(units[u]), alen = tel_json_put_string(alone, units[u], ulen);
+        for (size_t len = ulen; len <= 40; len++) {
+            for (size_t at = 0; at + ulen <= len; at++) {
+                char s[64], got[TEL_JSON_STRING_MAX(64)], want[TEL_JSON_STRING_MAX(64)];
+                memset(s, 'a', len);
+                memcpy(s + at, units[u], ulen);
+                /* want: the plain bytes, the unit's own escape inside the quotes */
+                size_t wl = 0;
+                want[wl++] = '"';
+                memset(want + wl, 'a', at);
+                wl += at;
+                memcpy(want + wl, alone + 1, alen - 2);
+                wl += alen - 2;
+                memset(want + wl, 'a', len - at - ulen);
+                wl += len - at - ulen;
+                want[wl++] = '"';
+                size_t gl = tel_json_put_string(got, s, len);
+                cr_assert(gl == wl && memcmp(got, want, wl) == 0, "unit %zu, len %zu, at %zu", u,
+                          len, at);
+            }
+        }
+    }
+    /* The validator: a literal, valid or not, anywhere in a long string. */
+    for (size_t l = 0; l < sizeof lits / sizeof lits[0]; l++) {
+        size_t llen = strlen(lits[l]);
+        for (size_t len = llen; len <= 40; len++) {
+            for (size_t at = 0; at + llen <= len; at++) {
+                char in[64], dst[TEL_JSON_STRING_MAX(64)];
+                size_t got = 0;
+                in[0] = '"';
+                memset(in + 1, 'a', len);
+                memcpy(in + 1 + at, lits[l], llen);
+                in[len + 1] = '"';
+                cr_assert_eq(tel_json_compact_mem(in, len + 2, dst, sizeof dst, &got), 0,
+                             "lit %zu, len %zu, at %zu", l, len, at);
+                /* The compact form differs only where the literal is. */
+                cr_assert(memcmp(dst, in, 1 + at) == 0, "lit %zu, len %zu, at %zu", l, len, at);
+                in[1 + at] = '\x01'; /* a control byte: refused wherever it is */
+                cr_assert_eq(tel_json_compact_mem(in, len + 2, dst, sizeof dst, &got), -EINVAL,
+                             "control at %zu of %zu", at, len);
+            }
+        }
+    }
+}
+
 /* tel_envelope_build gives tel_envelope_encode's bytes and truncation,
  * after head bytes and before tail bytes that are the caller's. */
 static void expect_build_same(const struct tel_event *ev, uint64_t seq, const char *sess,
