@@ -34,6 +34,7 @@
 struct route {
     char *method;
     char *path;
+    size_t path_len; /* compared first: most routes differ in length */
     char *operation_id;
     uint32_t flags;
     agent_route_fn handler;
@@ -386,13 +387,14 @@ static void dispatch(struct evhttp_request *req, void *arg)
     }
     if (path == NULL || *path == '\0')
         path = "/";
-    if (strlen(path) > PATH_MAX_LEN) {
+    size_t path_len = strlen(path);
+    if (path_len > PATH_MAX_LEN) {
         router_reply_message(req, 404, "no route for this path");
         return;
     }
     for (size_t i = 0; i < r->n_routes && match == NULL; i++) {
         const struct route *rt = r->routes[i];
-        if (rt->removed || strcmp(rt->path, path) != 0)
+        if (rt->removed || rt->path_len != path_len || memcmp(rt->path, path, path_len) != 0)
             continue;
         path_known = 1;
         if (strcmp(rt->method, method) == 0 ||
@@ -409,7 +411,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
         size_t used = 0;
         for (size_t i = 0; i < r->n_routes; i++) {
             const struct route *rt = r->routes[i];
-            if (rt->removed || strcmp(rt->path, path) != 0)
+            if (rt->removed || rt->path_len != path_len || memcmp(rt->path, path, path_len) != 0)
                 continue;
             int w =
                 snprintf(allow + used, sizeof(allow) - used, "%s%s", used ? ", " : "", rt->method);
@@ -516,6 +518,7 @@ int router_add(struct router *r, const struct agent_route *route, const void *ow
         goto fail;
     rt->method = strdup(route->method);
     rt->path = strdup(route->path);
+    rt->path_len = rt->path != NULL ? strlen(rt->path) : 0;
     rt->operation_id = route->operation_id ? strdup(route->operation_id) : NULL;
     if (rt->method == NULL || rt->path == NULL || (route->operation_id && !rt->operation_id))
         goto fail;
