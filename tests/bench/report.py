@@ -65,6 +65,13 @@ def min_cpu_us(prefix):
     return min(per_req) if per_req else None
 
 
+def cpu_split(d):
+    """(user, kernel) CPU µs per request of the measured server in round d."""
+    if not d or not d.get("requests") or "agent_user_s" not in d:
+        return None
+    return tuple(d[k] / d["requests"] * 1e6 for k in ("agent_user_s", "agent_sys_s"))
+
+
 def best(prefix, key="records"):
     """The round of prefix-1, prefix-2... with the highest key/seconds, and
     its number; (None, 0) when there is none."""
@@ -104,6 +111,15 @@ if hl:
     row("1", "… the host's floor on the same agents: `GET /health` (no plugin work), same wrk settings",
         f"{n(hr)} req/s; publish is {n(ratio(acc, hr), '×')} of it", "", n(ratio(hr, ng_rate), "×"),
         "", None)
+
+# Where the time goes, in the rounds shown above: the user-space part is the
+# server's own code (for the agent: libevent's evhttp, the host, the plugin).
+splits = [(name, cpu_split(d)) for name, d in
+          (("nginx", ng), ("agent publish", ag), ("agent `GET /health`", hl))]
+if all(c for _, c in splits):
+    row("1", "… server CPU time per request in those rounds (user space + kernel)",
+        "; ".join(f"{name}: {u:.1f} + {k:.1f} µs" for name, (u, k) in splits[1:]),
+        f"nginx: {splits[0][1][0]:.1f} + {splits[0][1][1]:.1f} µs", "", "", None)
 if ag and arc:
     admitted = arc["seq_after"] - arc["seq_before"]
     archived = max(0, arc["tail"] - arc["seq_before"])
