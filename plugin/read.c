@@ -191,9 +191,14 @@ static int jv_number(struct jv *j, int *is_u64, uint64_t *u)
     if (*p == '0') {
         p++;
     } else {
-        for (; p < end && is_digit(*p); p++) {
-            unsigned d = (unsigned)(*p - '0');
-            if (v > (UINT64_MAX - d) / 10)
+        const unsigned char *digits = p;
+        while (p < end && is_digit(*p))
+            p++;
+        /* Up to 19 digits always fit: only a longer one is checked. */
+        int check = p - digits >= 20;
+        for (const unsigned char *q = digits; q < p && plain; q++) {
+            unsigned d = (unsigned)(*q - '0');
+            if (check && v > (UINT64_MAX - d) / 10)
                 plain = 0;
             else
                 v = v * 10 + d;

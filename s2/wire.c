@@ -5,10 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 /* Integers with this many digits or more may not fit a double exactly. */
 #define WIRE_BIG_DIGITS 16
 
@@ -179,28 +175,6 @@ size_t s2_wire_fmt_u64(char *buf, uint64_t v)
     size_t n = (size_t)(tmp + sizeof tmp - p);
     memcpy(buf, p, n);
     return n;
-}
-
-/* 16 bytes at a time with SSE2 (x86-64's baseline), the rest one by one. */
-size_t s2_wire_plain_run(const uint8_t *s, size_t len)
-{
-    size_t i = 0;
-#if defined(__SSE2__)
-    const __m128i ctl = _mm_set1_epi8(0x1F), quote = _mm_set1_epi8('"'), bsl = _mm_set1_epi8('\\');
-    for (; len - i >= 16; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-        __m128i bad = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v); /* v <= 0x1F */
-        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, quote));
-        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, bsl));
-        /* movemask of v itself: the bytes >= 0x80 */
-        unsigned m = (unsigned)(_mm_movemask_epi8(bad) | _mm_movemask_epi8(v));
-        if (m != 0)
-            return i + (size_t)__builtin_ctz(m);
-    }
-#endif
-    while (i < len && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
-        i++;
-    return i;
 }
 
 static const char b64_alphabet[] =

@@ -48,6 +48,13 @@ Test(envelope, accepts_envelopes)
         0);
     cr_assert_eq(seq, UINT64_MAX);
     cr_assert_eq(bit, TELEMETRY_CAT_MONITOR);
+    /* 19 digits always fit; 20 are checked */
+    cr_assert_eq(
+        check("{\"seq\":9999999999999999999,\"event\":{\"category\":\"page\"}}", &seq, &bit), 0);
+    cr_assert_eq(seq, UINT64_C(9999999999999999999));
+    cr_assert_eq(
+        check("{\"seq\":10000000000000000000,\"event\":{\"category\":\"page\"}}", &seq, &bit), 0);
+    cr_assert_eq(seq, UINT64_C(10000000000000000000));
 
     /* escapes in the category decode */
     cr_assert_eq(check("{\"seq\":1,\"event\":{\"category\":\"sy\\u0073tem\"}}", &seq, &bit), 0);
@@ -83,6 +90,8 @@ Test(envelope, refuses_what_is_not_an_envelope)
         "{\"seq\":1.5,\"event\":{\"category\":\"system\"}}",
         "{\"seq\":1e3,\"event\":{\"category\":\"system\"}}",
         "{\"seq\":18446744073709551616,\"event\":{\"category\":\"system\"}}",
+        "{\"seq\":99999999999999999999,\"event\":{\"category\":\"system\"}}",
+        "{\"seq\":184467440737095516150,\"event\":{\"category\":\"system\"}}",
         "{\"seq\":01,\"event\":{\"category\":\"system\"}}",
         "{\"seq\":1,\"event\":[]}",
         "{\"seq\":1,\"event\":{}}",
