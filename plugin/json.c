@@ -552,13 +552,18 @@ int tel_json_member(const char *text, size_t len, const char *key, const char **
     return -ENOENT;
 }
 
-int tel_json_walk_init(struct tel_json_walk *w, const char *text, size_t len)
+/* Just past the '{' that opens text (after whitespace), or NULL. */
+static const char *object_start(const char *text, size_t len)
 {
     struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, NULL, 0};
     skip_ws(&s);
-    if (s.p >= s.end || *s.p != '{')
+    return s.p < s.end && *s.p == '{' ? (const char *)s.p + 1 : NULL;
+}
+
+int tel_json_walk_init(struct tel_json_walk *w, const char *text, size_t len)
+{
+    if ((w->p = object_start(text, len)) == NULL)
         return -EINVAL;
-    w->p = (const char *)s.p + 1;
     w->end = text + len;
     w->first = 1;
     w->escapes = 0;
@@ -620,11 +625,8 @@ int tel_json_walk_value(struct tel_json_walk *w, char *dst, size_t cap, const ch
 
 int tel_json_iter_init(struct tel_json_iter *it, const char *text, size_t len)
 {
-    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, NULL, 0};
-    skip_ws(&s);
-    if (s.p >= s.end || *s.p != '{')
+    if ((it->p = object_start(text, len)) == NULL)
         return -EINVAL;
-    it->p = (const char *)s.p + 1;
     it->end = text + len;
     it->first = 1;
     return 0;
