@@ -589,11 +589,11 @@ int tel_json_walk_key(struct tel_json_walk *w, const char **key, size_t *klen)
         s.p++;
         skip_ws(&s);
     }
-    const unsigned char *kstart = s.p + 1;
+    const unsigned char *quote = s.p;
     if (scan_string(&s) != 0)
         return -EINVAL;
-    *key = (const char *)kstart;
-    *klen = (size_t)(s.p - 1 - kstart);
+    *key = (const char *)quote + 1;
+    *klen = (size_t)(s.p - quote - 2);
     skip_ws(&s);
     if (s.p >= s.end || *s.p != ':')
         return -EINVAL;
