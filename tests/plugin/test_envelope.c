@@ -297,17 +297,28 @@ Test(envelope, truncation_boundary)
     evbuffer_free(b);
 }
 
+/* An event with no data whose one metadata value alone is over the limit;
+ * the value is returned for the caller to free. */
+static char *meta_over_limit(struct tel_event *ev, struct tel_meta *m)
+{
+    size_t big = TEL_ENVELOPE_MAX_BYTES + 10;
+    char *v = malloc(big + 1);
+    cr_assert_not_null(v);
+    memset(v, 'v', big);
+    v[big] = '\0';
+    *ev = (struct tel_event){.ts_us = 2, .type = "t", .category = TEL_CAT_PAGE};
+    *m = (struct tel_meta){"k", v};
+    ev->meta = m;
+    ev->meta_count = 1;
+    return v;
+}
+
 Test(envelope, truncated_without_data_field)
 {
     /* metadata alone over the limit: data null + truncated, the rest kept */
-    struct tel_event ev = {.ts_us = 2, .type = "t", .category = TEL_CAT_PAGE};
-    size_t big = TEL_ENVELOPE_MAX_BYTES + 10;
-    char *v = malloc(big + 1);
-    memset(v, 'v', big);
-    v[big] = '\0';
-    struct tel_meta m = {"k", v};
-    ev.meta = &m;
-    ev.meta_count = 1;
+    struct tel_event ev;
+    struct tel_meta m;
+    char *v = meta_over_limit(&ev, &m);
     struct evbuffer *b = evbuffer_new();
     int trunc = 0;
     cr_assert_eq(tel_envelope_encode(&ev, 9, "s", b, &trunc), 0);
@@ -494,14 +505,9 @@ Test(envelope, build_matches_encode)
     free(data);
 
     /* Metadata alone over the limit, no data. */
-    struct tel_event ev2 = {.ts_us = 2, .type = "t", .category = TEL_CAT_PAGE};
-    size_t big = TEL_ENVELOPE_MAX_BYTES + 10;
-    char *v = malloc(big + 1);
-    memset(v, 'v', big);
-    v[big] = '\0';
-    struct tel_meta m = {"k", v};
-    ev2.meta = &m;
-    ev2.meta_count = 1;
+    struct tel_event ev2;
+    struct tel_meta m;
+    char *v = meta_over_limit(&ev2, &m);
     expect_build_same(&ev2, 9, "s", 48);
     free(v);
 
