@@ -22,11 +22,20 @@
 #define DEFAULT_RETRY_MAX_MS 5000u
 #define DROP_LOG_INTERVAL_MS 1000u
 
+/* Appended records are kept for reuse, LIFO, when they are small: a steady
+ * stream of events then allocates nothing. Freeing a batch of records at
+ * once sends most of them past glibc's per-size cache into its slow paths,
+ * which the host's own per-request allocations then pay for. */
+#define REC_POOL_MAX 256u
+#define REC_POOL_CAP 2048u /* largest pooled capacity */
+#define REC_ROUND 64u      /* capacities are multiples of this */
+
 /* One queued record; the first inflight_n of the list form the batch in flight. */
 struct rec {
     struct rec *next;
     uint64_t enq_ms;
     size_t len;
+    size_t cap; /* bytes data[] can hold */
     uint8_t data[];
 };
 
@@ -65,6 +74,9 @@ struct s2_batcher {
     int flushing;
     void (*flush_done)(int flushed, void *arg);
     void *flush_arg;
+
+    struct rec *pool; /* spent records for reuse, at most REC_POOL_MAX */
+    unsigned pool_n;
 
     struct s2_batcher_stats stats;
     uint64_t drops_logged_ms;
@@ -190,14 +202,44 @@ static void progress(struct s2_batcher *b)
         finish_flush(b, 1);
 }
 
+/* A record for len bytes: the most recently spent one when it is big
+ * enough, else a new one. NULL when out of memory. */
+static struct rec *rec_get(struct s2_batcher *b, size_t len)
+{
+    struct rec *r = b->pool;
+    if (r != NULL && r->cap >= len) {
+        b->pool = r->next;
+        b->pool_n--;
+        return r;
+    }
+    size_t cap = len <= REC_POOL_CAP ? (len + REC_ROUND - 1) / REC_ROUND * REC_ROUND : len;
+    if (cap == 0)
+        cap = REC_ROUND;
+    if ((r = malloc(sizeof *r + cap)) != NULL)
+        r->cap = cap;
+    return r;
+}
+
+/* Unlink the first n records of the list; keep what the pool may hold. */
+static void rec_drop_head(struct s2_batcher *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct rec *r = b->head;
+        b->head = r->next;
+        if (b->pool_n < REC_POOL_MAX && r->cap <= REC_POOL_CAP) {
+            r->next = b->pool;
+            b->pool = r;
+            b->pool_n++;
+        } else {
+            free(r);
+        }
+    }
+}
+
 /* The frozen batch is in the stream, ending at new_next. */
 static void commit_batch(struct s2_batcher *b, uint64_t new_next)
 {
-    for (size_t i = 0; i < b->inflight_n; i++) {
-        struct rec *r = b->head;
-        b->head = r->next;
-        free(r);
-    }
+    rec_drop_head(b, b->inflight_n);
     if (b->head == NULL)
         b->last = NULL;
     b->stats.appended += b->inflight_n;
@@ -213,11 +255,7 @@ static void commit_batch(struct s2_batcher *b, uint64_t new_next)
 static void reject_batch(struct s2_batcher *b, const struct s2_error *err)
 {
     blog(b, 3, "s2 batcher: dropping %zu records S2 refused: %s", b->inflight_n, err->message);
-    for (size_t i = 0; i < b->inflight_n; i++) {
-        struct rec *r = b->head;
-        b->head = r->next;
-        free(r);
-    }
+    rec_drop_head(b, b->inflight_n);
     if (b->head == NULL)
         b->last = NULL;
     b->stats.dropped_rejected += b->inflight_n;
@@ -516,7 +554,7 @@ int s2_batcher_add(struct s2_batcher *b, const void *body, size_t len)
         count_drop(b, &b->stats.dropped_full, "queue full");
         return -ENOSPC;
     }
-    struct rec *r = malloc(sizeof *r + len);
+    struct rec *r = rec_get(b, len);
     if (r == NULL) {
         count_drop(b, &b->stats.dropped_full, "out of memory");
         return -ENOMEM;
@@ -579,6 +617,11 @@ void s2_batcher_free(struct s2_batcher *b)
     while (b->head != NULL) {
         struct rec *r = b->head;
         b->head = r->next;
+        free(r);
+    }
+    while (b->pool != NULL) {
+        struct rec *r = b->pool;
+        b->pool = r->next;
         free(r);
     }
     if (b->linger_timer != NULL)
