@@ -8,17 +8,42 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "agent/plugin.h"
 #include "envelope.h"
 #include "json.h"
 #include "publish.h"
-#include "telemetry/service.h"
+
+/* An api_call event is admitted when its request ends (the gate is asked
+ * then, and the session id kept) but built and published at the end of the
+ * loop turn, with the others of that turn. Built one at a time between the
+ * host's own work on each request, each one pushed the host's code out of
+ * the instruction cache (callgrind's cache model of POST /fixture/echo: 187
+ * more I1 misses per request than with telemetry off; 54 when built
+ * together). Any other publish first publishes the queue (the publish
+ * hook), so seq order stays the order of admission. */
+#define QUEUE_MAX 64      /* events; a full queue is published at once */
+#define QUEUE_BYTES 16384 /* their strings */
+
+struct pending {
+    int64_t ts_us;
+    double duration_ms;
+    int status;
+    uint32_t rid, op, sid; /* offsets in strs of NUL-terminated copies */
+    int has_sid;
+};
 
 struct tel_apicall {
     const struct agent_host_api *api;
     struct tel_publish *pub;
+    struct event *turn; /* publishes the queue at the end of the loop turn */
     int stopped;
+    int draining;
+    unsigned n;  /* queued events */
+    size_t used; /* bytes of strs in use */
+    struct pending q[QUEUE_MAX];
+    char strs[QUEUE_BYTES];
 };
 
 /* duration_ms as Go prints a float: shortest form, no exponent in range,
@@ -110,69 +135,174 @@ int tel_apicall_data(const struct agent_request_info *info, struct evbuffer *out
 /* Ids of the usual length are formatted on the stack. */
 #define DATA_STACK 1024
 
-void tel_apicall_observe(const struct agent_request_info *info, void *arg)
+/* Build and publish one admitted event (info's ids, sid: the session id it
+ * was admitted under, ts its time). Returns 0 or -errno; -EBUSY: the bus is
+ * telling its subscribers of another event, try later. */
+static int publish_one(struct tel_apicall *a, const struct agent_request_info *info,
+                       const char *sid, int64_t ts_us)
 {
-    struct tel_apicall *a = arg;
     struct tel_event ev = {
         .type = "api_call",
         .category = TEL_CAT_CONTROL,
         .source_kind = "kernel_api",
+        .ts_us = ts_us,
     };
     char stack[DATA_STACK];
     char *buf = stack;
-    int admitted;
+    int rc;
+    size_t rl = strlen(info->request_id), ol = strlen(info->operation_id);
+    if (data_max(rl, ol) > sizeof stack && (buf = malloc(data_max(rl, ol))) == NULL)
+        return -ENOMEM;
+    ev.data = buf;
+    ev.data_len = put_data(info, info->request_id, rl, info->operation_id, ol, buf);
+    rc = ev.data_len == 0 ? -EINVAL : tel_publish_admitted(a->pub, &ev, sid, NULL);
+    if (buf != stack)
+        free(buf);
+    return rc;
+}
+
+static void log_unpublished(struct tel_apicall *a, const char *op, int rc)
+{
+    a->api->log(a->api->host, AGENT_LOG_WARN, "api_call event for %s not published (%s)", op,
+                strerror(-rc));
+}
+
+/* Publish the queue, oldest first. What the bus refuses for now (-EBUSY)
+ * stays queued for the end of the turn; any other failure drops that event,
+ * logged. */
+static void drain(void *arg)
+{
+    struct tel_apicall *a = arg;
+    unsigned i = 0;
+    if (a->draining)
+        return; /* a publish from inside this one: the bus refuses it anyway */
+    a->draining = 1;
+    for (; i < a->n; i++) {
+        const struct pending *q = &a->q[i];
+        struct agent_request_info info = {
+            .struct_size = sizeof info,
+            .operation_id = a->strs + q->op,
+            .request_id = a->strs + q->rid,
+            .status = q->status,
+            .duration_ms = q->duration_ms,
+        };
+        int rc = publish_one(a, &info, q->has_sid ? a->strs + q->sid : NULL, q->ts_us);
+        if (rc == -EBUSY)
+            break;
+        if (rc != 0)
+            log_unpublished(a, info.operation_id, rc);
+    }
+    a->draining = 0;
+    if (i == a->n) {
+        a->n = 0;
+        a->used = 0;
+        return;
+    }
+    /* Keep the rest (their strings stay where they are until the queue
+     * empties) and try again at the end of the turn. */
+    memmove(a->q, a->q + i, (a->n - i) * sizeof a->q[0]);
+    a->n -= i;
+    event_active(a->turn, EV_TIMEOUT, 1);
+}
+
+static void on_turn(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    drain(arg);
+}
+
+/* Copy s (len bytes and a NUL) into strs; returns its offset. The caller
+ * checked the room. */
+static uint32_t keep(struct tel_apicall *a, const char *s, size_t len)
+{
+    uint32_t off = (uint32_t)a->used;
+    memcpy(a->strs + a->used, s, len);
+    a->strs[a->used + len] = '\0';
+    a->used += len + 1;
+    return off;
+}
+
+void tel_apicall_observe(const struct agent_request_info *info, void *arg)
+{
+    struct tel_apicall *a = arg;
+    const char *sid;
     if (a->stopped || info->operation_id == NULL || info->operation_id[0] == '\0' ||
         (info->route_flags & AGENT_ROUTE_SIDE_EFFECT_FREE))
         return;
-    /* The gate would drop it: do not build it (every request gets here). */
-    const struct telemetry_service *svc = tel_publish_service(a->pub);
-    if (!(svc->categories(svc->ctx) & TELEMETRY_CAT_CONTROL))
+    /* The gate would drop it: keep nothing (every request gets here). */
+    if (!tel_publish_gate(a->pub, TEL_CAT_CONTROL, &sid))
         return;
     const char *rid = info->request_id != NULL ? info->request_id : "";
-    size_t rl = strlen(rid), ol = strlen(info->operation_id);
-    if (data_max(rl, ol) > sizeof stack && (buf = malloc(data_max(rl, ol))) == NULL)
-        goto fail;
-    ev.data_len = put_data(info, rid, rl, info->operation_id, ol, buf);
-    ev.data = buf;
-    if (ev.data_len == 0)
-        goto fail;
-    if (tel_publish_event(a->pub, &ev, &admitted, NULL) != 0)
-        goto fail;
-    goto out;
-fail:
-    a->api->log(a->api->host, AGENT_LOG_WARN, "api_call event for %s not published",
-                info->operation_id);
-out:
-    if (buf != stack)
-        free(buf);
+    size_t rl = strlen(rid), ol = strlen(info->operation_id), sl = sid != NULL ? strlen(sid) : 0;
+    size_t need = rl + ol + sl + 3;
+    int64_t now = tel_now_us();
+    if (a->n == QUEUE_MAX || need > sizeof a->strs - a->used)
+        drain(a);
+    if (a->n == QUEUE_MAX || need > sizeof a->strs - a->used) {
+        /* Still full (the bus is busy), or ids too long to queue: now. */
+        struct agent_request_info now_info = {
+            .struct_size = sizeof now_info,
+            .operation_id = info->operation_id,
+            .request_id = rid,
+            .status = info->status,
+            .duration_ms = info->duration_ms,
+        };
+        int rc = a->n == 0 ? publish_one(a, &now_info, sid, now) : -ENOSPC;
+        if (rc != 0)
+            log_unpublished(a, info->operation_id, rc);
+        return;
+    }
+    struct pending *q = &a->q[a->n];
+    q->ts_us = now;
+    q->duration_ms = info->duration_ms;
+    q->status = info->status;
+    q->rid = keep(a, rid, rl);
+    q->op = keep(a, info->operation_id, ol);
+    q->has_sid = sid != NULL;
+    q->sid = sid != NULL ? keep(a, sid, sl) : 0;
+    if (a->n++ == 0)
+        event_active(a->turn, EV_TIMEOUT, 1);
 }
 
 int tel_apicall_new(const struct agent_host_api *api, struct tel_publish *pub,
                     struct tel_apicall **out)
 {
-    int rc;
+    int rc = -ENOMEM;
     struct tel_apicall *a = calloc(1, sizeof *a);
     if (a == NULL)
-        return -ENOMEM;
+        goto fail;
     a->api = api;
     a->pub = pub;
-    if ((rc = api->observer_add(api->host, tel_apicall_observe, a)) != 0) {
-        tel_apicall_free(a);
-        return rc;
-    }
+    if ((a->turn = event_new(api->event_base(api->host), -1, 0, on_turn, a)) == NULL)
+        goto fail;
+    if ((rc = api->observer_add(api->host, tel_apicall_observe, a)) != 0)
+        goto fail;
+    tel_publish_set_pending(pub, drain, a);
     *out = a;
     return 0;
+fail:
+    tel_apicall_free(a);
+    return rc;
 }
 
 void tel_apicall_stop(struct tel_apicall *a)
 {
-    if (a != NULL)
-        a->stopped = 1;
+    if (a == NULL)
+        return;
+    drain(a);
+    a->stopped = 1;
 }
 
 void tel_apicall_free(struct tel_apicall *a)
 {
     if (a == NULL)
         return;
+    if (a->n > 0)
+        a->api->log(a->api->host, AGENT_LOG_WARN, "%u api_call event(s) not published", a->n);
+    if (a->pub != NULL)
+        tel_publish_set_pending(a->pub, NULL, NULL);
+    if (a->turn != NULL)
+        event_free(a->turn);
     free(a);
 }

@@ -2,6 +2,8 @@
  * apicall.h - api_call events (telemetry-api.md section 7): the host's
  * request observer publishes one per completed request on a route with an
  * operation id, except side-effect-free routes, through the session gate.
+ * The gate is asked when the request ends; the event is built and published
+ * at the end of that loop turn, or earlier when anything else publishes.
  */
 #ifndef TEL_APICALL_H
 #define TEL_APICALL_H
@@ -12,15 +14,17 @@ struct evbuffer;
 struct tel_publish;
 struct tel_apicall;
 
-/* Register the observer with the host. Returns 0 or -errno. */
+/* Register the observer with the host (and the publish hook with pub).
+ * Returns 0 or -errno. */
 int tel_apicall_new(const struct agent_host_api *api, struct tel_publish *pub,
                     struct tel_apicall **out);
 
-/* Stop publishing (the host has no observer removal: the observer stays
- * registered and does nothing). */
+/* Publish what is queued, then stop publishing (the host has no observer
+ * removal: the observer stays registered and does nothing). */
 void tel_apicall_stop(struct tel_apicall *a);
 
-/* Free. The host must not call the observer afterwards. NULL is a no-op. */
+/* Free; what is still queued is logged as not published. The host must not
+ * call the observer afterwards. NULL is a no-op. */
 void tel_apicall_free(struct tel_apicall *a);
 
 /* Append the data object {"request_id":..,"operation_id":..,"status":..,

@@ -21,6 +21,8 @@ struct tel_publish {
     struct tel_session *session;
     size_t max_body;
     struct telemetry_service service;
+    void (*pending_fn)(void *arg); /* run before every gated publish */
+    void *pending_arg;
 };
 
 int64_t tel_now_us(void)
@@ -33,18 +35,42 @@ int64_t tel_now_us(void)
 int tel_publish_event(struct tel_publish *p, struct tel_event *ev, int *admitted,
                       const struct tel_env **env)
 {
+    const char *session_id;
     int rc;
     *admitted = 0;
+    if (p->pending_fn != NULL)
+        p->pending_fn(p->pending_arg);
     if (ev->category < 0 || ev->category >= TEL_CAT_COUNT)
         return -EINVAL;
-    if (!(tel_session_mask(p->session) & (1u << ev->category)))
+    if (!tel_publish_gate(p, ev->category, &session_id))
         return 0;
-    if (ev->ts_us == 0)
-        ev->ts_us = tel_now_us();
-    rc = tel_bus_publish(p->bus, ev, tel_session_id(p->session), env);
+    rc = tel_publish_admitted(p, ev, session_id, env);
     if (rc == 0)
         *admitted = 1;
     return rc;
+}
+
+int tel_publish_gate(const struct tel_publish *p, int category, const char **session_id)
+{
+    if (category < 0 || category >= TEL_CAT_COUNT ||
+        !(tel_session_mask(p->session) & (1u << category)))
+        return 0;
+    *session_id = tel_session_id(p->session);
+    return 1;
+}
+
+int tel_publish_admitted(struct tel_publish *p, struct tel_event *ev, const char *session_id,
+                         const struct tel_env **env)
+{
+    if (ev->ts_us == 0)
+        ev->ts_us = tel_now_us();
+    return tel_bus_publish(p->bus, ev, session_id, env);
+}
+
+void tel_publish_set_pending(struct tel_publish *p, void (*fn)(void *arg), void *arg)
+{
+    p->pending_fn = fn;
+    p->pending_arg = arg;
 }
 
 void tel_publish_req_clear(struct tel_publish_req *req)

@@ -34,12 +34,28 @@ struct tel_publish_opts {
 int tel_publish_new(const struct tel_publish_opts *opts, struct tel_publish **out);
 void tel_publish_free(struct tel_publish *p);
 
-/* Publish through the gate. Stamps ts when it is 0. Returns 0 with
- * *admitted = 0 (no session, or category not enabled: nothing published) or
- * 1 with *env (may be NULL; borrowed, valid until the next publish).
- * Returns -EINVAL, -ENOMEM, -EBUSY on failure. */
+/* Publish through the gate. Runs the pending hook first. Stamps ts when it
+ * is 0. Returns 0 with *admitted = 0 (no session, or category not enabled:
+ * nothing published) or 1 with *env (may be NULL; borrowed, valid until the
+ * next publish). Returns -EINVAL, -ENOMEM, -EBUSY on failure. */
 int tel_publish_event(struct tel_publish *p, struct tel_event *ev, int *admitted,
                       const struct tel_env **env);
+
+/* The gate alone: 1 when an event of category would be admitted now, with
+ * *session_id (borrowed, valid until the session changes; NULL for none) the
+ * id it would carry; 0 when it would not. */
+int tel_publish_gate(const struct tel_publish *p, int category, const char **session_id);
+
+/* Publish an event the gate admitted earlier, stamped with the session id it
+ * had then. No gate, no pending hook. Stamps ts when it is 0. Returns 0 with
+ * *env (may be NULL) or -EINVAL, -ENOMEM, -EBUSY. */
+int tel_publish_admitted(struct tel_publish *p, struct tel_event *ev, const char *session_id,
+                         const struct tel_env **env);
+
+/* One hook, run first by every tel_publish_event (the route and the shared
+ * service): the api_call queue publishes what it holds there, so that seq
+ * order stays the order in which events were admitted. NULL removes it. */
+void tel_publish_set_pending(struct tel_publish *p, void (*fn)(void *arg), void *arg);
 
 /* A parsed POST body. Owns what ev points into. */
 struct tel_publish_req {
