@@ -94,8 +94,8 @@ static size_t data_max(size_t rid_len, size_t op_len)
 
 /* The data object into dst (data_max bytes); returns the length, 0 when
  * the duration cannot be formatted. */
-static size_t put_data(const struct agent_request_info *info, const char *rid, size_t rid_len,
-                       const char *op, size_t op_len, char *dst)
+static size_t put_data(const char *rid, size_t rid_len, const char *op, size_t op_len, int status,
+                       double duration_ms, char *dst)
 {
     char *d = dst;
     memcpy(d, "{\"request_id\":", 14);
@@ -106,10 +106,10 @@ static size_t put_data(const struct agent_request_info *info, const char *rid, s
     d += tel_json_put_string(d, op, op_len);
     memcpy(d, ",\"status\":", 10);
     d += 10;
-    d += tel_json_fmt_i64(d, info->status);
+    d += tel_json_fmt_i64(d, status);
     memcpy(d, ",\"duration_ms\":", 15);
     d += 15;
-    size_t dn = put_duration(d, info->duration_ms);
+    size_t dn = put_duration(d, duration_ms);
     if (dn == 0)
         return 0;
     d += dn;
@@ -125,7 +125,7 @@ int tel_apicall_data(const struct agent_request_info *info, struct evbuffer *out
     char *buf = malloc(data_max(rl, ol));
     size_t n;
     int rc = -ENOMEM;
-    if (buf != NULL && (n = put_data(info, rid, rl, op, ol, buf)) != 0 &&
+    if (buf != NULL && (n = put_data(rid, rl, op, ol, info->status, info->duration_ms, buf)) != 0 &&
         evbuffer_add(out, buf, n) == 0)
         rc = 0;
     free(buf);
@@ -135,11 +135,12 @@ int tel_apicall_data(const struct agent_request_info *info, struct evbuffer *out
 /* Ids of the usual length are formatted on the stack. */
 #define DATA_STACK 1024
 
-/* Build and publish one admitted event (info's ids, sid: the session id it
- * was admitted under, ts its time). Returns 0 or -errno; -EBUSY: the bus is
- * telling its subscribers of another event, try later. */
-static int publish_one(struct tel_apicall *a, const struct agent_request_info *info,
-                       const char *sid, int64_t ts_us)
+/* Build and publish one admitted event: the request's ids, status and
+ * duration, sid the session id it was admitted under, ts its time.
+ * Returns 0 or -errno; -EBUSY: the bus is telling its subscribers of
+ * another event, try later. */
+static int publish_one(struct tel_apicall *a, const char *rid, const char *op, int status,
+                       double duration_ms, const char *sid, int64_t ts_us)
 {
     struct tel_event ev = {
         .type = "api_call",
@@ -150,11 +151,11 @@ static int publish_one(struct tel_apicall *a, const struct agent_request_info *i
     char stack[DATA_STACK];
     char *buf = stack;
     int rc;
-    size_t rl = strlen(info->request_id), ol = strlen(info->operation_id);
+    size_t rl = strlen(rid), ol = strlen(op);
     if (data_max(rl, ol) > sizeof stack && (buf = malloc(data_max(rl, ol))) == NULL)
         return -ENOMEM;
     ev.data = buf;
-    ev.data_len = put_data(info, info->request_id, rl, info->operation_id, ol, buf);
+    ev.data_len = put_data(rid, rl, op, ol, status, duration_ms, buf);
     rc = ev.data_len == 0 ? -EINVAL : tel_publish_admitted(a->pub, &ev, sid, NULL);
     if (buf != stack)
         free(buf);
@@ -179,18 +180,12 @@ static void drain(void *arg)
     a->draining = 1;
     for (; i < a->n; i++) {
         const struct pending *q = &a->q[i];
-        struct agent_request_info info = {
-            .struct_size = sizeof info,
-            .operation_id = a->strs + q->op,
-            .request_id = a->strs + q->rid,
-            .status = q->status,
-            .duration_ms = q->duration_ms,
-        };
-        int rc = publish_one(a, &info, q->has_sid ? a->strs + q->sid : NULL, q->ts_us);
+        int rc = publish_one(a, a->strs + q->rid, a->strs + q->op, q->status, q->duration_ms,
+                             q->has_sid ? a->strs + q->sid : NULL, q->ts_us);
         if (rc == -EBUSY)
             break;
         if (rc != 0)
-            log_unpublished(a, info.operation_id, rc);
+            log_unpublished(a, a->strs + q->op, rc);
     }
     a->draining = 0;
     if (i == a->n) {
@@ -241,14 +236,9 @@ void tel_apicall_observe(const struct agent_request_info *info, void *arg)
         drain(a);
     if (a->n == QUEUE_MAX || need > sizeof a->strs - a->used) {
         /* Still full (the bus is busy), or ids too long to queue: now. */
-        struct agent_request_info now_info = {
-            .struct_size = sizeof now_info,
-            .operation_id = info->operation_id,
-            .request_id = rid,
-            .status = info->status,
-            .duration_ms = info->duration_ms,
-        };
-        int rc = a->n == 0 ? publish_one(a, &now_info, sid, now) : -ENOSPC;
+        int rc = a->n == 0 ? publish_one(a, rid, info->operation_id, info->status,
+                                         info->duration_ms, sid, now)
+                           : -ENOSPC;
         if (rc != 0)
             log_unpublished(a, info->operation_id, rc);
         return;

@@ -220,6 +220,15 @@ static struct rec *rec_get(struct s2_batcher *b, size_t len)
     return r;
 }
 
+static void rec_list_free(struct rec *r)
+{
+    while (r != NULL) {
+        struct rec *next = r->next;
+        free(r);
+        r = next;
+    }
+}
+
 /* Unlink the first n records of the list; keep what the pool may hold. */
 static void rec_drop_head(struct s2_batcher *b, size_t n)
 {
@@ -614,16 +623,8 @@ void s2_batcher_free(struct s2_batcher *b)
     if (lost > 0)
         blog(b, 3, "s2 batcher: %" PRIu64 " record(s) not appended, lost at shutdown", lost);
     s2_request_cancel(b->req);
-    while (b->head != NULL) {
-        struct rec *r = b->head;
-        b->head = r->next;
-        free(r);
-    }
-    while (b->pool != NULL) {
-        struct rec *r = b->pool;
-        b->pool = r->next;
-        free(r);
-    }
+    rec_list_free(b->head);
+    rec_list_free(b->pool);
     if (b->linger_timer != NULL)
         event_free(b->linger_timer);
     if (b->retry_timer != NULL)

@@ -5,6 +5,7 @@ A measurement whose file is missing (peer not installed) shows as n/a."""
 import json
 import os
 import sys
+from statistics import median
 
 R = sys.argv[1]
 
@@ -221,11 +222,6 @@ for pair in ("onoff", "aa"):
             runs.append((x["requests"] / x["seconds"], y["requests"] / y["seconds"]))
     if runs:
         h2h[pair] = runs
-
-
-def median(v):
-    v = sorted(v)
-    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
 
 
 for prefix, on_side, label, note in (
