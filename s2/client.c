@@ -1113,7 +1113,7 @@ int s2_client_append(struct s2_client *c, const char *stream,
         metered += s2_metered_size(records[i].len);
         if (metered > BATCH_MAX_METERED)
             return -EMSGSIZE;
-        json_len += 4 * ((records[i].len + 2) / 3) + 16;
+        json_len += S2_BASE64_LEN(records[i].len) + 16;
     }
     if (c->ops != NULL)
         return inproc_append(c, stream, records, n, match_seq_num, cb, arg, req_out);
@@ -1123,33 +1123,31 @@ int s2_client_append(struct s2_client *c, const char *stream,
     r->retry_unsafe = retry_unsafe;
     r->cb.append = cb;
     r->arg = arg;
-    /* Base64 never needs JSON escaping, so the body is written directly. */
+    /* Base64 never needs JSON escaping, so the body is written directly,
+     * each record encoded in place. */
     char *body = malloc(json_len);
     if (body == NULL) {
         req_free(r);
         return -ENOMEM;
     }
     size_t o = 0;
-    o += (size_t)snprintf(body + o, json_len - o, "{\"records\":[");
+    memcpy(body, "{\"records\":[", 12);
+    o += 12;
     for (size_t i = 0; i < n; i++) {
-        char *b64 = NULL;
-        size_t blen = 0;
-        if (s2_base64_encode(records[i].body, records[i].len, &b64, &blen) < 0) {
-            free(body);
-            req_free(r);
-            return -ENOMEM;
-        }
-        o += (size_t)snprintf(body + o, json_len - o, "%s{\"body\":\"", i ? "," : "");
-        memcpy(body + o, b64, blen);
-        o += blen;
+        if (i > 0)
+            body[o++] = ',';
+        memcpy(body + o, "{\"body\":\"", 9);
+        o += 9;
+        o += s2_base64_encode_to(body + o, records[i].body, records[i].len);
         body[o++] = '"';
         body[o++] = '}';
-        free(b64);
     }
     body[o++] = ']';
-    if (match_seq_num != NULL)
-        o +=
-            (size_t)snprintf(body + o, json_len - o, ",\"match_seq_num\":%" PRIu64, *match_seq_num);
+    if (match_seq_num != NULL) {
+        memcpy(body + o, ",\"match_seq_num\":", 17);
+        o += 17;
+        o += s2_wire_fmt_u64(body + o, *match_seq_num);
+    }
     body[o++] = '}';
     body[o] = '\0';
     r->body = body;

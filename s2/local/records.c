@@ -139,15 +139,16 @@ static int json_bytes(struct evbuffer *out, const uint8_t *s, size_t len, enum s
 {
     if (fmt == S2L_FMT_RAW)
         return s2l_json_string(out, s, len);
-    char *b64 = NULL;
-    size_t blen = 0;
-    int rc = s2_base64_encode(s, len, &b64, &blen);
-    if (rc != 0)
-        return rc;
-    b64[blen] = '"'; /* the closing quote over the terminator */
-    rc = evbuffer_add(out, "\"", 1) || evbuffer_add(out, b64, blen + 1) ? -ENOMEM : 0;
-    free(b64);
-    return rc;
+    /* Encoded in place, between its quotes, in the output buffer. */
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)(S2_BASE64_LEN(len) + 2), &v, 1) < 1)
+        return -ENOMEM;
+    char *p = v.iov_base;
+    size_t n = s2_base64_encode_to(p + 1, s, len);
+    p[0] = '"';
+    p[n + 1] = '"';
+    v.iov_len = n + 2;
+    return evbuffer_commit_space(out, &v, 1) == 0 ? 0 : -ENOMEM;
 }
 
 bool s2l_utf8_valid(const uint8_t *s, size_t len)

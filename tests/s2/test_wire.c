@@ -94,6 +94,67 @@ Test(s2_wire, base64_roundtrip_and_strict)
     free(dec);
 }
 
+/* RFC 4648's test vectors, through both encoders. */
+Test(s2_wire, base64_rfc4648_vectors)
+{
+    static const char *const vec[][2] = {{"", ""},
+                                         {"f", "Zg=="},
+                                         {"fo", "Zm8="},
+                                         {"foo", "Zm9v"},
+                                         {"foob", "Zm9vYg=="},
+                                         {"fooba", "Zm9vYmE="},
+                                         {"foobar", "Zm9vYmFy"}};
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+        char buf[16];
+        size_t n = s2_base64_encode_to(buf, vec[i][0], strlen(vec[i][0]));
+        cr_assert_eq(n, strlen(vec[i][1]));
+        cr_assert_arr_eq(buf, vec[i][1], n);
+        char *enc = NULL;
+        cr_assert_eq(s2_base64_encode(vec[i][0], strlen(vec[i][0]), &enc, &n), 0);
+        cr_assert_str_eq(enc, vec[i][1]);
+        free(enc);
+    }
+}
+
+/* Base64 the slow way, six bits at a time: the oracle for the table. */
+static size_t b64_bitwise(char *dst, const uint8_t *in, size_t len)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0, bits = 8 * len;
+    for (size_t b = 0; b < bits; b += 6) {
+        unsigned v = 0;
+        for (size_t k = b; k < b + 6; k++) {
+            unsigned bit = k < bits ? (in[k / 8] >> (7 - k % 8)) & 1 : 0;
+            v = v << 1 | bit;
+        }
+        dst[o++] = abc[v];
+    }
+    while (o % 4 != 0)
+        dst[o++] = '=';
+    return o;
+}
+
+/* Every byte value in each of the three positions of a group, over lengths
+ * that end on each padding case; nothing written past the encoding. */
+Test(s2_wire, base64_matches_bitwise_oracle)
+{
+    uint8_t in[300];
+    char got[S2_BASE64_LEN(sizeof in) + 8], want[S2_BASE64_LEN(sizeof in)];
+    for (unsigned seed = 0; seed < 256; seed++) {
+        for (size_t i = 0; i < sizeof in; i++)
+            in[i] = (uint8_t)(seed + i * 7 + (i % 3) * 85);
+        for (size_t len = 0; len <= sizeof in; len += (len < 20 ? 1 : 37)) {
+            memset(got, '#', sizeof got);
+            size_t n = s2_base64_encode_to(got, in, len);
+            size_t m = b64_bitwise(want, in, len);
+            cr_assert_eq(n, m, "seed %u len %zu", seed, len);
+            cr_assert_eq(n, S2_BASE64_LEN(len));
+            cr_assert_arr_eq(got, want, n, "seed %u len %zu", seed, len);
+            cr_assert_eq(got[n], '#', "seed %u len %zu: wrote past the end", seed, len);
+        }
+    }
+}
+
 /* Decimal u64 agrees with printf at every digit-count boundary. */
 Test(wire, fmt_u64_as_printf)
 {

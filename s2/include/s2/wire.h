@@ -63,7 +63,14 @@ static inline size_t s2_wire_plain_run(const uint8_t *s, size_t len)
     return i;
 }
 
-/* Standard base64 with padding. *out is malloc'd and NUL-terminated; caller
+/* The length of len bytes in base64 with padding. */
+#define S2_BASE64_LEN(len) (4 * (((len) + 2) / 3))
+
+/* Standard base64 with padding of data[0..len) into dst, which has room for
+ * S2_BASE64_LEN(len) bytes; no terminator. Returns the length written. */
+size_t s2_base64_encode_to(char *dst, const void *data, size_t len);
+
+/* The same into a new string. *out is malloc'd and NUL-terminated; caller
  * frees. Returns 0 or -ENOMEM. */
 int s2_base64_encode(const void *data, size_t len, char **out, size_t *out_len);
 
