@@ -211,17 +211,23 @@ for _, d in rounds("api-archive"):
     apa["seq"] += d["seq"]
     apa["tail"] += min(d["tail"], d["seq"])
     apa["short"] += d["tail"] < d["seq"]
-# The head-to-head runs: (x, y) req/s per run; x is telemetry on (onoff) or
-# the first of two telemetry-off agents (aa).
-h2h = {}
-for pair in ("onoff", "aa"):
-    runs = []
+# The head-to-head runs: (x, y) req/s per run; x is telemetry on (onoff:
+# the embedded archive; s2: the archive over HTTP) or the first of two
+# telemetry-off agents (aa).
+h2h, h2h_cpu = {}, {}
+for pair in ("onoff", "s2", "aa"):
+    runs, cpu = [], []
     for i, x in rounds(f"h2h-{pair}-x"):
         y = load(f"h2h-{pair}-y-{i}")
         if y and x.get("seconds") and y.get("seconds"):
             runs.append((x["requests"] / x["seconds"], y["requests"] / y["seconds"]))
+            # CPU per request: what each agent paid, however the core was
+            # shared between them.
+            if x.get("agent_cpu_s") and y.get("agent_cpu_s") and x["requests"] and y["requests"]:
+                cpu.append((x["agent_cpu_s"] / x["requests"]) / (y["agent_cpu_s"] / y["requests"]))
     if runs:
         h2h[pair] = runs
+        h2h_cpu[pair] = cpu
 
 
 for prefix, on_side, label, note in (
@@ -253,6 +259,9 @@ if h2h:
             ("onoff", "api_call overhead head to head: `POST /fixture/echo`, an agent with "
              "telemetry on and one with it off on the same core at the same time, a wrk "
              "each (1 thread × 16 connections)", "telemetry on", "telemetry off", "≤ 5%"),
+            ("s2", "… the same with the archive over HTTP, as with an S2 account (a standalone "
+             "s2-local on the load generators' core stands in for S2)", "telemetry on", "telemetry off",
+             ""),
             ("aa", "… control: two agents with telemetry off, the same way (A/A): what the "
              "method reads when there is no difference", "first", "second", "")):
         runs = h2h.get(pair)
@@ -260,10 +269,19 @@ if h2h:
             continue
         ovs = [(1 - x / y) * 100 for x, y in runs]
         ov = median(ovs)
+        arch = ""
+        if pair == "s2":
+            got = [d for _, d in rounds("h2h-s2-archive")]
+            if got:
+                seq, tail = sum(d["seq"] for d in got), sum(min(d["tail"], d["seq"]) for d in got)
+                arch = (f"; {tail:,} of {seq:,} events archived: "
+                        f"{'all archived' if tail == seq else 'NOT all archived'}")
         row("6", f"{label}; median of {len(runs)} runs of {secs} s",
-            f"{ours}: {n(median([x for x, _ in runs]))} req/s",
+            f"{ours}: {n(median([x for x, _ in runs]))} req/s{arch}",
             f"{peer}: {n(median([y for _, y in runs]))} req/s",
-            f"{ov:+.1f}% overhead (runs: {', '.join(f'{o:+.1f}%' for o in ovs)})",
+            f"{ov:+.1f}% overhead (runs: {', '.join(f'{o:+.1f}%' for o in ovs)})"
+            + (f"; agent CPU per request {(median(h2h_cpu[pair]) - 1) * 100:+.1f}% (median)"
+               if h2h_cpu.get(pair) else ""),
             target, ov <= 5 if target else None)
 
 cg = {k: load(f"cg-{k}") for k in ("on", "off", "noarch")}
