@@ -58,14 +58,6 @@ def rounds(prefix):
         i += 1
 
 
-def min_cpu_us(prefix):
-    """The lowest agent CPU time per request (µs) over the rounds of prefix;
-    None when no round measured it."""
-    per_req = [d["agent_cpu_s"] / d["requests"] * 1e6 for _, d in rounds(prefix)
-               if d.get("agent_cpu_s") and d.get("requests")]
-    return min(per_req) if per_req else None
-
-
 def cpu_split(d):
     """(user, kernel) CPU µs per request of the measured server in round d."""
     if not d or not d.get("requests") or "agent_user_s" not in d:
@@ -202,20 +194,21 @@ if sse:
         f"{sse['rss_max_kib'] / 1024:.1f} MiB (from {sse['rss_start_kib'] / 1024:.1f} MiB)",
         "", "", "", None)
 
-# 6. api_call.
-# Each round's agent with the archive: every api_call event it admitted
-# must be in its archive (summed over the rounds).
-apa = None
-for _, d in rounds("api-archive"):
-    apa = apa or {"seq": 0, "tail": 0, "short": 0}
-    apa["seq"] += d["seq"]
-    apa["tail"] += min(d["tail"], d["seq"])
-    apa["short"] += d["tail"] < d["seq"]
-# The head-to-head runs: (x, y) req/s per run; x is telemetry on (onoff:
-# the embedded archive; s2: the archive over HTTP) or the first of two
-# telemetry-off agents (aa).
-h2h, h2h_cpu = {}, {}
-for pair in ("onoff", "s2", "aa"):
+# 6. api_call, head to head: (x, y) req/s per run, x the agent with
+# telemetry on (the first of two telemetry-off agents for aa).
+secs, conns = meta.get("h2h_seconds", "?"), meta.get("pub_conns", "?")
+for pair, label, target in (
+        ("health", "api_call overhead head to head, `GET /health` (side-effect free: the observer "
+         f"only, no event): an agent with telemetry on and one with it off on the same core at the "
+         f"same time, a wrk each (1 thread × {conns} connections)", ""),
+        ("onoff", "api_call overhead head to head, `POST /fixture/echo` (operation PostEcho: an "
+         "api_call event published and archived in the embedded archive), the same way", "≤ 5%"),
+        ("noarch", "… the same with the archive off (the event built and put on the live stream "
+         "only): what archiving adds is the difference", ""),
+        ("s2", "… the same archiving over HTTP, as with an S2 account (a standalone s2-local on "
+         "the load generators' core stands in for S2)", ""),
+        ("aa", "… control: two agents with telemetry off, the same way (A/A): what the method "
+         "reads when there is no difference", "")):
     runs, cpu = [], []
     for i, x in rounds(f"h2h-{pair}-x"):
         y = load(f"h2h-{pair}-y-{i}")
@@ -225,64 +218,23 @@ for pair in ("onoff", "s2", "aa"):
             # shared between them.
             if x.get("agent_cpu_s") and y.get("agent_cpu_s") and x["requests"] and y["requests"]:
                 cpu.append((x["agent_cpu_s"] / x["requests"]) / (y["agent_cpu_s"] / y["requests"]))
-    if runs:
-        h2h[pair] = runs
-        h2h_cpu[pair] = cpu
-
-
-for prefix, on_side, label, note in (
-        ("api-health", "on", "`GET /health` (side-effect free: observer only, no event)", ""),
-        ("api-echo", "on", "`POST /fixture/echo` (operation PostEcho: an api_call event published and archived)",
-         f"; {apa['tail']:,} of {apa['seq']:,} events archived over the rounds: "
-         f"{'all archived' if apa['short'] == 0 else 'NOT all archived'}" if apa else ""),
-        ("api-echo", "noarch", "… the same with the archive off (the event built and put on the "
-         "live stream only): what archiving adds is the difference", " (archive off)")):
-    (on, _), (off, _) = best(f"{prefix}-{on_side}", "requests"), best(f"{prefix}-off", "requests")
-    on = on and on["requests"] / on["seconds"]
-    off = off and off["requests"] / off["seconds"]
-    ov = (1 - on / off) * 100 if on and off else None
-    # Agent CPU per request, the lowest of the rounds: steadier than req/s
-    # when the two cores are also wanted elsewhere.
-    cpu_on, cpu_off = min_cpu_us(f"{prefix}-{on_side}"), min_cpu_us(f"{prefix}-off")
-    cpu = (f"; agent CPU per request {cpu_on:.2f} µs vs {cpu_off:.2f} µs "
-           f"({(cpu_on / cpu_off - 1) * 100:+.1f}%)" if cpu_on and cpu_off else "")
-    # With head-to-head runs, the target is judged there (see below).
-    judged = on_side == "on" and "onoff" not in h2h
-    row("6", f"api_call overhead: {label}, in turns, best of rounds",
-        f"telemetry on: {n(on)} req/s{note}", f"telemetry off: {n(off)} req/s",
-        ("n/a" if ov is None else f"{ov:+.1f}% overhead") + cpu,
-        "≤ 5%" if judged else "", None if ov is None or not judged else ov <= 5)
-
-if h2h:
-    secs = meta.get("h2h_seconds", "?")
-    for pair, label, ours, peer, target in (
-            ("onoff", "api_call overhead head to head: `POST /fixture/echo`, an agent with "
-             "telemetry on and one with it off on the same core at the same time, a wrk "
-             "each (1 thread × 16 connections)", "telemetry on", "telemetry off", "≤ 5%"),
-            ("s2", "… the same with the archive over HTTP, as with an S2 account (a standalone "
-             "s2-local on the load generators' core stands in for S2)", "telemetry on", "telemetry off",
-             ""),
-            ("aa", "… control: two agents with telemetry off, the same way (A/A): what the "
-             "method reads when there is no difference", "first", "second", "")):
-        runs = h2h.get(pair)
-        if not runs:
-            continue
-        ovs = [(1 - x / y) * 100 for x, y in runs]
-        ov = median(ovs)
-        arch = ""
-        if pair == "s2":
-            got = [d for _, d in rounds("h2h-s2-archive")]
-            if got:
-                seq, tail = sum(d["seq"] for d in got), sum(min(d["tail"], d["seq"]) for d in got)
-                arch = (f"; {tail:,} of {seq:,} events archived: "
-                        f"{'all archived' if tail == seq else 'NOT all archived'}")
-        row("6", f"{label}; median of {len(runs)} runs of {secs} s",
-            f"{ours}: {n(median([x for x, _ in runs]))} req/s{arch}",
-            f"{peer}: {n(median([y for _, y in runs]))} req/s",
-            f"{ov:+.1f}% overhead (runs: {', '.join(f'{o:+.1f}%' for o in ovs)})"
-            + (f"; agent CPU per request {(median(h2h_cpu[pair]) - 1) * 100:+.1f}% (median)"
-               if h2h_cpu.get(pair) else ""),
-            target, ov <= 5 if target else None)
+    if not runs:
+        continue
+    ovs = [(1 - x / y) * 100 for x, y in runs]
+    ov = median(ovs)
+    arch = ""
+    got = [d for _, d in rounds(f"h2h-{pair}-archive")]
+    if got:
+        seq, tail = sum(d["seq"] for d in got), sum(min(d["tail"], d["seq"]) for d in got)
+        arch = (f"; {tail:,} of {seq:,} events archived: "
+                f"{'all archived' if tail == seq else 'NOT all archived'}")
+    ours, peer = ("first", "second") if pair == "aa" else ("telemetry on", "telemetry off")
+    row("6", f"{label}; median of {len(runs)} runs of {secs} s",
+        f"{ours}: {n(median([x for x, _ in runs]))} req/s{arch}",
+        f"{peer}: {n(median([y for _, y in runs]))} req/s",
+        f"{ov:+.1f}% overhead (runs: {', '.join(f'{o:+.1f}%' for o in ovs)})"
+        + (f"; agent CPU per request {(median(cpu) - 1) * 100:+.1f}% (median)" if cpu else ""),
+        target, ov <= 5 if target else None)
 
 cg = {k: load(f"cg-{k}") for k in ("on", "off", "noarch")}
 if all(v and v.get("requests") and v.get("instructions") for v in cg.values()):
