@@ -229,7 +229,8 @@ static void rec_list_free(struct rec *r)
     }
 }
 
-/* Unlink the first n records of the list; keep what the pool may hold. */
+/* Unlink the first n records of the list (emptying it resets its tail);
+ * keep what the pool may hold. */
 static void rec_drop_head(struct s2_batcher *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -243,14 +244,14 @@ static void rec_drop_head(struct s2_batcher *b, size_t n)
             free(r);
         }
     }
+    if (b->head == NULL)
+        b->last = NULL;
 }
 
 /* The frozen batch is in the stream, ending at new_next. */
 static void commit_batch(struct s2_batcher *b, uint64_t new_next)
 {
     rec_drop_head(b, b->inflight_n);
-    if (b->head == NULL)
-        b->last = NULL;
     b->stats.appended += b->inflight_n;
     b->stats.batches++;
     b->inflight_n = 0;
@@ -265,8 +266,6 @@ static void reject_batch(struct s2_batcher *b, const struct s2_error *err)
 {
     blog(b, 3, "s2 batcher: dropping %zu records S2 refused: %s", b->inflight_n, err->message);
     rec_drop_head(b, b->inflight_n);
-    if (b->head == NULL)
-        b->last = NULL;
     b->stats.dropped_rejected += b->inflight_n;
     b->inflight_n = 0;
     b->failures = 0;
